@@ -1,0 +1,37 @@
+"""Shared test fixtures.
+
+`../shared/` (real samples and mmagic golden outputs) sits beside the checkout in CI and on developers'
+machines, never inside the repo. In a user's fresh clone it is absent: tests that need it skip with the
+reason. Under CI (CI=true) its absence is an error, so parity is never silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """Path of ../shared; skips (or fails under CI) when it is missing."""
+    if not (SHARED / "reference" / "golden").is_dir():
+        message = f"{SHARED} (real samples and mmagic golden outputs) is not beside this checkout"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + "; CI must provide it")
+        pytest.skip(message)
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def golden_dir(shared_dir: Path) -> Path:
+    return shared_dir / "reference" / "golden"
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data"

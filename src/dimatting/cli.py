@@ -24,7 +24,6 @@ def setup_logging(debug: bool = False) -> None:
     root = logging.getLogger("dimatting")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
-    root.propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,295 @@
+"""dimatting.metrics against mmagic's golden values, the MATLAB protocol's hand-checked cases (facts §11.9),
+and a literal restatement of each protocol on random inputs (including ties and components that split
+across the tiles the fast code works on)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage
+
+import dimatting.metrics as metrics
+from dimatting.errors import InputError
+from dimatting.metrics import compute_metrics, evaluate, format_table
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("SAD", "MSE", "GRAD", "CONN")
+
+
+def _bench():
+    """The reference-style baseline lives in the benchmark (one copy, used for timing and here for values)."""
+    spec = importlib.util.spec_from_file_location("bench_metrics", ROOT / "benchmarks" / "bench_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _close(ours: float, ref: float, rel: float = 1e-6) -> bool:
+    return abs(ours - ref) <= max(rel * abs(ref), 1e-9)
+
+
+def _case(golden_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    read = [cv2.imread(str(golden_dir / "metrics_cases" / d / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+            for d in ("pred", "gt", "trimap")]
+    return read[0], read[1], read[2]
+
+
+@pytest.fixture(scope="module")
+def golden(golden_dir: Path) -> dict:
+    return json.loads((golden_dir / "metrics.json").read_text())
+
+
+def test_golden_cases_equal_mmagic(golden_dir: Path, golden: dict) -> None:
+    checked = 0
+    for stem, expected in golden["images"].items():
+        if expected.get("error"):
+            continue
+        ours = compute_metrics(*_case(golden_dir, stem))
+        for name in NAMES:
+            assert _close(ours[name], expected[name]), (stem, name, ours[name], expected[name])
+        checked += 1
+    assert checked == 8
+
+
+def test_golden_mean_via_evaluate(golden_dir: Path, golden: dict) -> None:
+    stems = [s for s, v in golden["images"].items() if not v.get("error")]
+    cases = [_case(golden_dir, s) for s in stems]
+    result = evaluate(*zip(*cases, strict=True), names=stems)
+    assert result["protocol"] == "mmagic" and result["n"] == len(stems)
+    assert set(result["images"]) == set(stems)
+    for name in NAMES:
+        assert _close(result["mean"][name], golden["mean"][name])
+
+
+def test_unmasked_prediction_is_masked_with_warning(golden_dir: Path, golden: dict, caplog, monkeypatch) -> None:
+    """Case 08 (mmagic raises): we mask by the trimap, warn, and give the masked prediction's numbers."""
+    # dimatting.cli.main (run by other tests) points the "dimatting" logger at its own stderr handler
+    monkeypatch.setattr(logging.getLogger("dimatting"), "handlers", [])
+    monkeypatch.setattr(logging.getLogger("dimatting"), "propagate", True)
+    pred, gt, trimap = _case(golden_dir, "08_unmasked_pred_raises")
+    masked = pred.copy()
+    masked[trimap == 0], masked[trimap == 255] = 0, 255
+    assert (masked != pred).any()
+    with caplog.at_level(logging.WARNING, logger="dimatting"):
+        ours = compute_metrics(pred, gt, trimap, name="08.png")
+    assert any("not masked" in r.getMessage() and "08.png" in r.getMessage() for r in caplog.records)
+    assert ours == compute_metrics(masked, gt, trimap)
+    # this case's masked prediction is case 01's, whose golden values are known
+    for name in NAMES:
+        assert _close(ours[name], golden["images"]["01_perfect_masked_gt"][name])
+
+
+# ------------------------------------------------------------------------------ facts §11.9 (6x6 cases)
+def _rows(text: str) -> np.ndarray:
+    return np.array([[int(v) for v in row.split()] for row in text.split("/")], dtype=np.uint8)
+
+
+CASE1 = (
+    _rows("0 0 60 200 255 255/0 0 100 255 255 255/0 0 140 255 255 255/0 0 210 120 255 255/"
+          "0 0 128 90 255 255/0 0 0 10 255 255"),
+    _rows("0 0 51 204 255 255/0 0 102 230 255 255/0 0 150 255 255 255/0 0 204 128 255 255/"
+          "0 0 128 77 255 255/0 0 26 0 255 255"),
+    np.tile(np.array([0, 0, 128, 128, 255, 255], dtype=np.uint8), (6, 1)),
+)
+CASE2 = (
+    _rows("0 0 0 0 0 0/0 200 90 128 170 0/0 60 153 170 210 255/0 100 150 240 255 255/"
+          "0 140 200 250 255 255/0 0 255 255 255 255"),
+    _rows("20 0 0 0 0 0/0 26 77 128 179 0/0 51 153 153 204 255/0 102 153 230 255 255/"
+          "0 128 204 255 255 255/0 0 255 255 255 240"),
+    _rows("0 0 0 0 0 0/0 128 128 128 128 0/0 128 128 128 128 255/0 128 128 128 128 255/"
+          "0 128 128 128 128 255/0 0 255 255 255 255"),
+)
+_p3, _g3 = np.zeros((6, 6), np.uint8), np.zeros((6, 6), np.uint8)
+_p3[0:2, 4:6], _p3[4:6, 0:2] = 230, 115
+_g3[0:2, 4:6], _g3[4:6, 0:2] = 110, 204
+CASE3 = (_p3, _g3, np.full((6, 6), 128, np.uint8))
+
+MATLAB_CASES = [
+    # case, protocol, SAD, MSE, GRAD, CONN
+    (CASE1, "matlab", 113 / 255000, 1871 / (65025 * 12), 1.695380e-05, 2 / 85 / 1000),
+    (CASE1, "mmagic", 113 / 255000, 1871 / (65025 * 12), 1.695380e-05, 2 / 85 / 1000),
+    (CASE2, "matlab", 264 / 255000, 31230 / (65025 * 16), 1.202692e-04, 349 / 510 / 1000),
+    (CASE2, "mmagic", 299 / 255000, 31855 / (65025 * 16), 1.202692e-04, 217 / 255 / 1000),
+    (CASE3, "matlab", 836 / 255000, 89284 / (65025 * 36), 2.377098e-02, 296 / 85 / 1000),  # GCA-copy rule
+    (CASE3, "mmagic", 836 / 255000, 89284 / (65025 * 36), 2.377098e-02, 868 / 255 / 1000),
+]
+
+
+@pytest.mark.parametrize("case,protocol,sad,mse,grad,conn", MATLAB_CASES,
+                         ids=["1-matlab", "1-mmagic", "2-matlab", "2-mmagic", "3-matlab", "3-mmagic"])
+def test_facts_11_9_cases(case, protocol, sad, mse, grad, conn) -> None:
+    ours = compute_metrics(*case, protocol=protocol)
+    assert _close(ours["SAD"], sad) and _close(ours["MSE"], mse)
+    assert _close(ours["GRAD"], grad, rel=1e-5)  # the facts give GRAD to 7 digits
+    assert _close(ours["CONN"], conn)
+
+
+def test_thresholds_of_both_protocols() -> None:
+    assert metrics.THRESHOLDS["mmagic"][6] == 0.6000000000000001 and metrics.THRESHOLDS["matlab"][6] == 0.6
+    assert metrics.THRESHOLDS["matlab"][7] == 0.7 and metrics.THRESHOLDS["mmagic"][3] == 0.30000000000000004
+    assert metrics.THRESHOLDS["matlab"][3] == 0.30000000000000004
+
+
+# ---------------------------------------------------------------------------- random inputs vs literal code
+def _matlab_literal(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray) -> dict[str, float]:
+    """§11.3-11.6 restated literally (float32 terms, U-only sums, MATLAB colon, column-major labels)."""
+    u = trimap == 128
+    p32, g32 = pred.astype(np.float32) / np.float32(255), gt.astype(np.float32) / np.float32(255)
+    e = np.abs(pred.astype(np.float32) - gt.astype(np.float32)) / np.float32(255)
+    out = {"SAD": float(e[u].astype(np.float64).sum()) / 1000,
+           "MSE": float((e * e)[u].astype(np.float64).sum()) / u.sum() if u.any() else 0.0}
+    kx, _ = _bench().ref_gauss_kernel()
+
+    def amp(a: np.ndarray) -> np.ndarray:
+        lo, hi = float(a.min()), float(a.max())
+        i = (a - lo) / (hi - lo) if hi > lo else np.zeros(a.shape)
+        gx = scipy.ndimage.convolve(i, kx, mode="nearest")
+        gy = scipy.ndimage.convolve(i, kx.T, mode="nearest")
+        return np.sqrt(gx**2 + gy**2)
+
+    d = amp(pred.astype(np.float64)).astype(np.float32) - amp(gt.astype(np.float64)).astype(np.float32)
+    out["GRAD"] = float((d * d)[u].astype(np.float64).sum()) / 1000
+    thresholds = [0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]
+    level = -np.ones(pred.shape)
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    for i in range(1, 11):
+        m = (p32 >= thresholds[i]) & (g32 >= thresholds[i])
+        labels = scipy.ndimage.label(m.T, structure=cross)[0].T
+        omega = np.zeros(m.shape, dtype=bool)
+        if labels.max() > 0:
+            omega = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+        level[(level == -1) & ~omega] = thresholds[i - 1]
+    level[level == -1] = 1
+    l32 = level.astype(np.float32)
+    dp, dg = p32 - l32, g32 - l32
+    phi = np.abs((1 - dp * (dp >= 0.15)) - (1 - dg * (dg >= 0.15)))
+    out["CONN"] = float(phi[u].astype(np.float64).sum()) / 1000
+    return out
+
+
+def _random_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocky maps (equal-size components, ties), levels at the threshold edges (153 = 0.6), masked pred."""
+    h, w = rng.integers(3, 90, 2)
+    block = int(rng.integers(1, 7))
+    levels = np.array([0, 0, 25, 26, 51, 102, 128, 153, 154, 204, 230, 255, 255])
+
+    def blocky(values: np.ndarray) -> np.ndarray:
+        small = rng.choice(values, size=(h // block + 1, w // block + 1))
+        return np.kron(small, np.ones((block, block), dtype=small.dtype))[:h, :w].astype(np.uint8)
+
+    gt = blocky(levels)
+    if rng.random() < 0.4:
+        gt = np.clip(gt.astype(int) + rng.integers(-20, 21, gt.shape), 0, 255).astype(np.uint8)
+    pred = blocky(levels) if rng.random() < 0.5 else np.clip(
+        gt.astype(int) + rng.integers(-50, 51, gt.shape), 0, 255).astype(np.uint8)
+    trimap = blocky(np.array([0, 128, 255, 128], dtype=np.uint8))
+    if rng.random() < 0.2:
+        trimap[:] = 128
+    pred[trimap == 0], pred[trimap == 255] = 0, 255
+    return pred, gt, trimap
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_inputs_equal_literal_code(seed: int, monkeypatch) -> None:
+    bench = _bench()
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        # small tiles so that components cross tile borders, as they do on large images
+        monkeypatch.setattr(metrics, "_CONN_TILE", int(rng.choice([4, 8, 32])))
+        monkeypatch.setattr(metrics, "_GRAD_TILE", int(rng.choice([4, 8, 32])))
+        pred, gt, trimap = _random_case(rng)
+        ours = compute_metrics(pred, gt, trimap)
+        for name in NAMES:
+            ref = bench.REFERENCE[name](pred, gt, trimap)
+            assert _close(ours[name], ref, rel=1e-9), ("mmagic", name, ours[name], ref)
+        if rng.random() < 0.5:  # MATLAB takes the prediction as given: known pixels still move GRAD and CONN
+            pred = np.where(trimap == 128, pred, rng.integers(0, 256, pred.shape)).astype(np.uint8)
+        ours = compute_metrics(pred, gt, trimap, protocol="matlab")
+        literal = _matlab_literal(pred, gt, trimap)
+        for name in NAMES:
+            assert _close(ours[name], literal[name], rel=1e-6), ("matlab", name, ours[name], literal[name])
+
+
+def test_float_prediction_equals_uint8() -> None:
+    pred, gt, trimap = _random_case(np.random.default_rng(7))
+    for protocol in ("mmagic", "matlab"):
+        a = compute_metrics(pred, gt, trimap, protocol=protocol)
+        b = compute_metrics(pred / 255.0, gt, trimap, protocol=protocol)
+        for name in NAMES:
+            assert _close(b[name], a[name], rel=1e-6), (protocol, name)
+
+
+def test_empty_unknown_region_is_defined() -> None:
+    gt = np.zeros((20, 30), np.uint8)
+    gt[:, 15:] = 250
+    trimap = np.where(gt > 0, 255, 0).astype(np.uint8)
+    pred = trimap.copy()
+    ours = compute_metrics(pred, gt, trimap)
+    assert ours["SAD"] == pytest.approx(300 * 5 / 255 / 1000) and ours["MSE"] == ours["GRAD"] == ours["CONN"] == 0
+    assert compute_metrics(pred, gt, trimap, protocol="matlab") == {n: 0.0 for n in NAMES}
+
+
+@pytest.mark.parametrize("pred,gt,trimap,message", [
+    (np.zeros((4, 5), np.uint8), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), "sizes differ"),
+    (np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), np.full((4, 4), 100, np.uint8), "outside {0,128,255}"),
+    (np.full((4, 4), 1.5), np.zeros((4, 4), np.uint8), np.full((4, 4), 128, np.uint8), "outside [0, 1]"),
+    (np.full((4, 4), np.nan), np.zeros((4, 4), np.uint8), np.full((4, 4), 128, np.uint8), "NaN"),
+    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), "single-channel"),
+    (np.zeros((4, 4), np.int64), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), "uint8"),
+])
+def test_bad_inputs_raise_one_line(pred, gt, trimap, message) -> None:
+    with pytest.raises(InputError) as info:
+        compute_metrics(pred, gt, trimap, name="x.png")
+    assert message in str(info.value) and "x.png" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_protocol() -> None:
+    with pytest.raises(ValueError, match="protocol"):
+        compute_metrics(*CASE1, protocol="matlab2")
+
+
+def test_single_metric_functions_match() -> None:
+    full = compute_metrics(*CASE2)
+    assert metrics.sad(*CASE2) == full["SAD"] and metrics.mse(*CASE2) == full["MSE"]
+    assert metrics.gradient_error(*CASE2) == full["GRAD"] and metrics.connectivity_error(*CASE2) == full["CONN"]
+
+
+def test_evaluate_parallel_and_paths(golden_dir: Path) -> None:
+    stems = ["03_noisy", "04_blurred_consistent_gt", "07_full_gt05_sinusoid"]
+    cases = golden_dir / "metrics_cases"
+    preds, gts, trimaps = ([cases / d / f"{s}.png" for s in stems] for d in ("pred", "gt", "trimap"))
+    serial = evaluate(preds, gts, trimaps)
+    assert list(serial["images"]) == stems
+    seen = []
+    parallel = evaluate(preds, gts, trimaps, workers=2, progress=seen.append)
+    assert parallel == serial and seen == [1, 2, 3]
+
+
+def test_evaluate_rejects_mismatched_lists() -> None:
+    with pytest.raises(InputError, match="one of each"):
+        evaluate([CASE1[0]], [], [])
+    with pytest.raises(InputError, match="duplicate"):
+        evaluate([CASE1[0]] * 2, [CASE1[1]] * 2, [CASE1[2]] * 2, names=["a", "a"])
+
+
+def test_format_table() -> None:
+    result = evaluate([CASE1[0], CASE2[0]], [CASE1[1], CASE2[1]], [CASE1[2], CASE2[2]], names=["one", "two"])
+    table = format_table(result, per_image=True).splitlines()
+    assert table[0] == "protocol: mmagic" and table[1].split() == ["image", *NAMES]
+    assert table[3].startswith("one") and table[4].startswith("two") and table[-1].startswith("mean (n=2)")
+    assert len({len(line) for line in table[1:]}) == 1  # aligned
+    assert f"{result['mean']['MSE']:.6f}" in table[-1]
+    assert len(format_table(result).splitlines()) == 4  # header, rule, mean
+
+
+def test_metrics_module_does_not_import_torch() -> None:
+    code = "import sys, dimatting.metrics; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import re
 import statistics
@@ -146,7 +147,7 @@ def run(sizes: list[int], repeat: int) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], repeat: int, threads: int) -> str:
+def markdown(rows: list[dict], repeat: int, threads: int, load: tuple[float, float]) -> str:
     import scipy
 
     lines = [
@@ -159,7 +160,8 @@ def markdown(rows: list[dict], repeat: int, threads: int) -> str:
         "blurred GT + smooth low-frequency shift, masked; `gt05` = its thin unknown band, `wide` = band dilated.",
         f"Settings: `cv2.setNumThreads({threads})` (metrics use no torch), OpenCV {cv2.__version__}, numpy "
         f"{np.__version__}, scipy {scipy.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()} ({_cpu_count()} cores, shared with other jobs while measuring).",
+        f"{platform.machine()} ({_cpu_count()} cores, shared with other jobs while measuring; 1-min load average "
+        f"{load[0]:.2f} before, {load[1]:.2f} after the run).",
         "",
         "| size | band | unknown | SAD ref / ours | MSE ref / ours | GRAD ref / ours | CONN ref / ours "
         "| all four ref / ours | speed-up (all four) |",
@@ -173,8 +175,6 @@ def markdown(rows: list[dict], repeat: int, threads: int) -> str:
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
@@ -197,8 +197,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave results.md alone")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = run(args.sizes, args.repeat)
-    section = markdown(rows, args.repeat, args.threads)
+    section = markdown(rows, args.repeat, args.threads, (load_before, os.getloadavg()[0]))
     print(section)
     if not args.no_write:
         write_section(section)

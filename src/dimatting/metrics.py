@@ -12,14 +12,10 @@ Why the code is not a line-by-line restatement: the reference formulas touch eve
 (ten labellings and ten float64 passes for CONN, four dense 9x9 filters for GRAD), which costs ~0.1 s per 800x800
 image. Here the work follows the unknown region instead, with values equal to the reference's to rounding:
 - SAD/MSE of uint8 maps are exact integer sums (OpenCV norms) scaled once.
-- GRAD filters only tiles that hold unknown pixels, or the unknown region's bounding box when that is smaller
-  (each window carries its 4-pixel filter margin, read from the whole image with replicate borders), with the
-  separable form of the rank-1 kernel; the min-max normalisation uses the whole image's extremes, as the
-  reference does.
-- CONN labels the "core" (pixels in every intersection, alpha >= 1 in both maps) once over the whole image and,
-  per threshold, only tiles that hold pixels whose membership changes; a small graph joins tile pieces through
-  core components, so components and their areas are exactly the whole-image ones. Exact size ties among the
-  largest components fall back to a whole-image labelling to apply the protocol's tie-break.
+- GRAD and CONN run as numba kernels (dimatting.metrics_kernels, imported on first use): GRAD filters with the
+  separable form of the rank-1 kernel only where unknown pixels read it, the min-max normalisation using the
+  whole image's extremes, as the reference does; CONN builds the components of all ten intersections in one
+  union-find pass (level-10 pixels labelled once by OpenCV), tracking the largest with the protocol's tie-break.
 No torch here: the tester, the CLI and users' scripts share this module.
 """
 
@@ -34,9 +30,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import scipy.ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from dimatting import io
 from dimatting.errors import InputError
@@ -47,10 +40,7 @@ PROTOCOLS = ("mmagic", "matlab")
 METRIC_NAMES = ("SAD", "MSE", "GRAD", "CONN")
 UNKNOWN = 128
 
-_GRAD_TILE = 32
-_CONN_TILE = 32
 _MARGIN = 4  # half size of the 9x9 gradient kernel (sigma 1.4, epsilon 0.01)
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.uint8)
 
 
 def _matlab_colon(start: float, step: float, stop: float) -> np.ndarray:
@@ -96,8 +86,9 @@ def _check_protocol(protocol: str) -> None:
 
 
 def _prepare(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, protocol: str, name: str | None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate the three maps; return (pred uint8 or float64 in [0,1], gt uint8, trimap uint8).
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate the three maps; return (pred uint8 or float64 in [0,1], gt uint8, trimap uint8, the flat indices
+    of the unknown pixels in row-major order).
 
     Under "mmagic" an unmasked prediction is masked by the trimap with a warning (mmagic raises instead; the
     numbers equal those of the masked prediction). "matlab" uses the prediction as given, like the MATLAB code.
@@ -117,15 +108,8 @@ def _prepare(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, protocol: str
                          f"{trimap.shape}, HxW); give maps of one size")
     if gt.dtype != np.uint8 or trimap.dtype != np.uint8:
         raise InputError(f"{label}: GT alpha and trimap must be uint8, got {gt.dtype} and {trimap.dtype}")
-    stray = cv2.countNonZero(cv2.LUT(trimap, _STRAY_LUT))
-    if stray:
-        raise InputError(f"{label}: trimap has {stray} pixels outside {{0,128,255}}; normalise it "
-                         "(dimatting.io.read_trimap does)")
-    known_bg, known_fg = cv2.compare(trimap, 0, cv2.CMP_EQ), cv2.compare(trimap, 255, cv2.CMP_EQ)
     if pred.dtype == np.uint8:
         full = 255
-        bad = (cv2.countNonZero(cv2.bitwise_and(pred, known_bg))
-               + cv2.countNonZero(cv2.bitwise_and(cv2.bitwise_not(pred), known_fg)))
     else:
         if pred.dtype.kind != "f":
             raise InputError(f"{label}: prediction must be uint8 (0..255) or float in [0, 1], got {pred.dtype}")
@@ -136,18 +120,19 @@ def _prepare(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, protocol: str
         if pred.size and (pred.min() < 0 or pred.max() > 1):
             raise InputError(f"{label}: float prediction outside [0, 1] (min {pred.min():.4g}, max "
                              f"{pred.max():.4g}); clip it or save it as uint8 PNG")
-        bad = int(np.count_nonzero(pred[known_bg > 0]) + np.count_nonzero(pred[known_fg > 0] != 1))
+    from dimatting.metrics_kernels import scan_trimap
+
+    stray, bad, unknown_idx = scan_trimap(pred, trimap, full)
+    if stray:
+        raise InputError(f"{label}: trimap has {stray} pixels outside {{0,128,255}}; normalise it "
+                         "(dimatting.io.read_trimap does)")
     if protocol == "mmagic" and bad:
         logger.warning("%s: prediction is not masked by the trimap (%d known pixels differ); masked before "
                        "evaluation (mmagic would refuse it)", label, bad)
         pred = pred.copy()
-        pred[known_bg > 0] = 0
-        pred[known_fg > 0] = full
-    return pred, gt, trimap
-
-
-_STRAY_LUT = np.ones(256, dtype=np.uint8)
-_STRAY_LUT[[0, UNKNOWN, 255]] = 0
+        pred[trimap == 0] = 0
+        pred[trimap == 255] = full
+    return pred, gt, trimap, unknown_idx
 
 
 def _as_unit(a: np.ndarray) -> np.ndarray:
@@ -208,31 +193,6 @@ def connectivity_error(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, pro
     return compute_metrics(pred, gt, trimap, protocol, only=("CONN",))["CONN"]
 
 
-# ------------------------------------------------------------------------------------------------ tiles
-def _tiles_of(flat: np.ndarray, w: int, tile: int, tw: int, n_tiles: int) -> np.ndarray:
-    """Sorted flat indices (row-major on the tile grid) of the tiles holding the given pixels."""
-    y, x = np.divmod(flat, w)
-    return np.flatnonzero(np.bincount((y // tile) * tw + x // tile, minlength=n_tiles))
-
-
-def _window_index(shape: tuple[int, int], tw: int, tiles: np.ndarray, tile: int, margin: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel indices of the (tile + 2·margin)² windows around `tiles`, shape (n, size, size), and where
-    a window leaves the image. Indices are clipped to the image, which is OpenCV's BORDER_REPLICATE; reading
-    windows by index avoids a padded copy of the whole image."""
-    offsets = np.arange(-margin, tile + margin)
-    return _clipped_index(shape, (tiles // tw * tile)[:, None] + offsets, (tiles % tw * tile)[:, None] + offsets)
-
-
-def _clipped_index(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices (n, len(rows), len(cols)) of windows given their row and column lists, clipped to the image,
-    and where they leave it."""
-    h, w = shape
-    index = np.clip(rows, 0, h - 1)[:, :, None] * w + np.clip(cols, 0, w - 1)[:, None, :]
-    outside = ((rows < 0) | (rows >= h))[:, :, None] | ((cols < 0) | (cols >= w))[:, None, :]
-    return index, outside
-
-
 # ------------------------------------------------------------------------------------------------- GRAD
 def _minmax_affine(a: np.ndarray) -> tuple[float, float]:
     """Scale and shift of cv2.normalize(a/255, NORM_MINMAX) over the whole image (a constant image gives 0)."""
@@ -245,39 +205,15 @@ def _minmax_affine(a: np.ndarray) -> tuple[float, float]:
     return scale, -lo * scale
 
 
-def _gradient_magnitude(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """|∇| of the min-max normalised map in the windows `index` (n, rows, cols), without their margins."""
-    scale, shift = _minmax_affine(a)
-    n, rows, cols = index.shape
-    norm = _as_unit(a.ravel().take(index.reshape(n * rows, cols))) * scale + shift
-    # windows are stacked vertically; a filter crosses into the next window only in the margins cut off below
-    fx = cv2.sepFilter2D(norm, cv2.CV_64F, _DERIV, _SMOOTH, borderType=cv2.BORDER_REPLICATE)
-    fy = cv2.sepFilter2D(norm, cv2.CV_64F, _SMOOTH, _DERIV, borderType=cv2.BORDER_REPLICATE)
-    inner = (slice(None), slice(_MARGIN, rows - _MARGIN), slice(_MARGIN, cols - _MARGIN))
-    fx, fy = fx.reshape(n, rows, cols)[inner], fy.reshape(n, rows, cols)[inner]
-    return np.sqrt(fx * fx + fy * fy)
-
-
-def _grad(pred: np.ndarray, gt: np.ndarray, unknown: np.ndarray, unknown_idx: np.ndarray, protocol: str) -> float:
+def _grad(pred: np.ndarray, gt: np.ndarray, unknown_idx: np.ndarray, protocol: str) -> float:
     if unknown_idx.size == 0:
         return 0.0
-    h, w = unknown.shape
-    tw = -(-w // _GRAD_TILE)
-    tiles = _tiles_of(unknown_idx, w, _GRAD_TILE, tw, -(-h // _GRAD_TILE) * tw)
-    y, x = np.divmod(unknown_idx, w)
-    box = np.arange(y[0] - _MARGIN, y[-1] + _MARGIN + 1), np.arange(x.min() - _MARGIN, x.max() + _MARGIN + 1)
-    if box[0].size * box[1].size < tiles.size * (_GRAD_TILE + 2 * _MARGIN) ** 2:  # one window: the bounding box
-        index, outside = _clipped_index((h, w), box[0][None], box[1][None])
-    else:
-        index, outside = _window_index((h, w), tw, tiles, _GRAD_TILE, _MARGIN)
-    inner = (slice(None), slice(_MARGIN, -_MARGIN), slice(_MARGIN, -_MARGIN))
-    inside = (unknown.ravel().take(index[inner]) > 0) & ~outside[inner]
-    amp_p, amp_g = _gradient_magnitude(pred, index)[inside], _gradient_magnitude(gt, index)[inside]
-    if protocol == "matlab":  # (single(amp_pred) - single(amp_gt))^2 in single
-        d = amp_p.astype(np.float32) - amp_g.astype(np.float32)
-        return float((d * d).astype(np.float64).sum()) / 1000
-    d = amp_g - amp_p
-    return float((d * d).sum()) / 1000
+    from dimatting.metrics_kernels import grad_terms
+
+    # the kernel filters raw values: |∇(s·a/255 + shift)| = (s/255)·|∇a| for uint8 maps (the shift drops out)
+    factors = [_minmax_affine(a)[0] / (255.0 if a.dtype == np.uint8 else 1.0) for a in (pred, gt)]
+    terms = grad_terms(pred, gt, unknown_idx, factors[0], factors[1], _SMOOTH, _DERIV, protocol == "matlab")
+    return float(terms.sum()) / 1000
 
 
 # ------------------------------------------------------------------------------------------------- CONN
@@ -297,188 +233,18 @@ def _levels(pred: np.ndarray, gt: np.ndarray, protocol: str) -> np.ndarray:
     return np.searchsorted(thresholds, both.astype(np.float64), side="right").astype(np.uint8)
 
 
-def _areas(labels: np.ndarray, n: int) -> np.ndarray:
-    """Pixel count of each label 0..n-1 of a 2-D label image (int64).
-
-    OpenCV's 16-bit histogram is several times faster than numpy.bincount (which first widens every label to
-    64 bits); its float32 counts are exact below 2**24 pixels, else bincount is used.
-    """
-    if n <= 65536 and labels.size < (1 << 24):
-        return cv2.calcHist([labels.astype(np.uint16)], [0], None, [n], [0, n]).ravel().astype(np.int64)
-    return np.bincount(labels.ravel(), minlength=n)
-
-
-def _full_omega(level: np.ndarray, i: int, column_major: bool) -> np.ndarray:
-    """Ω_i by labelling the whole image (used only for exact size ties): the first largest component, counted
-    in row-major order (OpenCV, as mmagic) or column-major order (as MATLAB's bwconncomp)."""
-    mask = level >= i
-    if column_major:
-        labels = scipy.ndimage.label(mask.T, structure=_CROSS)[0].T
-    else:
-        labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)[1]
-    areas = np.bincount(labels.ravel())
-    areas[0] = 0
-    return labels == int(np.argmax(areas))
-
-
-def _omega_depth(level: np.ndarray, unknown_idx: np.ndarray, n_thr: int, column_major: bool) -> np.ndarray:
-    """Depth (see `_conn_depth`) of each unknown pixel, from Ω_i = the largest whole-image component of
-    M_i = {level ≥ i}, i = 1..n_thr; an exact size tie for the largest is settled by `_full_omega`.
-
-    Pixels of level 10 ("core") lie in every M_i: they are labelled once over the whole image. Tiles holding
-    a pixel of level 1..9 ("dynamic" tiles) are stacked into a mosaic, one copy per threshold with a blank
-    row after each tile, and labelled in one call. Components of M_i are then the connected components of a
-    small graph: nodes are the mosaic pieces and the core components (per threshold), edges join (a) a piece
-    and the core component of a core pixel in it (one pixel per core piece of a tile, which lies in one
-    mosaic piece at every threshold) and (b) pieces on either side of a tile border, or a piece and the core
-    component across it (static tiles hold only level 0 and core pixels, so paths through them stay inside
-    one core component). Node weights are pixel counts (core components: their pixels outside the mosaic),
-    so component areas are the whole-image ones.
-    """
-    h, w = level.shape
-    t = _CONN_TILE
-    n_core, core_labels = cv2.connectedComponents(cv2.compare(level, 10, cv2.CMP_EQ), connectivity=4,
-                                                  ltype=cv2.CV_32S)
-    core_area = _areas(core_labels, n_core)
-    flat_level, flat_core = level.ravel(), core_labels.ravel()
-    th, tw = -(-h // t), -(-w // t)
-    tiles = _tiles_of(np.flatnonzero((level >= 1) & (level <= 9)), w, t, tw, th * tw)
-    slot = np.full(th * tw, -1, dtype=np.int64)
-    slot[tiles] = np.arange(tiles.size)
-
-    def mosaic_pos(flat: np.ndarray) -> np.ndarray:
-        """Position in one mosaic copy of global pixels (−1 for pixels in static tiles)."""
-        y, x = np.divmod(flat, w)
-        s = slot[(y // t) * tw + x // t]
-        return np.where(s >= 0, (s * (t + 1) + y % t) * t + x % t, -1)
-
-    index, outside = _window_index((h, w), tw, tiles, t, 0)
-    stack = np.zeros((tiles.size, t + 1, t), dtype=np.uint8)
-    stack[:, :t] = np.where(outside, 0, flat_level.take(index))
-    mosaic = stack.reshape(-1, t)
-    cores = np.zeros((tiles.size, t + 1, t), dtype=np.int32)
-    cores[:, :t] = np.where(outside, 0, flat_core.take(index))
-    core_area -= _areas(cores.reshape(-1, t), n_core) if tiles.size else 0
-    cores = cores.ravel()
-    core_area[0] = 0
-    # (a) one pixel of every core piece of a tile (the mosaic's separators keep tiles apart)
-    rep_pos = np.zeros(1, dtype=np.int64)
-    if tiles.size:
-        n_sub, sub = cv2.connectedComponents(cv2.compare(mosaic, 10, cv2.CMP_EQ), connectivity=4,
-                                             ltype=cv2.CV_32S)
-        rep_pos = np.zeros(n_sub, dtype=np.int64)
-        in_core = np.flatnonzero(sub.ravel())
-        rep_pos[sub.ravel()[in_core]] = in_core
-    rep_pos, rep_core = rep_pos[1:], cores[rep_pos[1:]]
-    # (b) 4-neighbour pairs across the borders of dynamic tiles: (y, jt-1)-(y, jt) and (it-1, x)-(it, x)
-    dyn = np.zeros(th * tw, dtype=bool)
-    dyn[tiles] = True
-    dyn = dyn.reshape(th, tw)
-    yy, jj = np.nonzero(np.repeat(dyn[:, :-1] | dyn[:, 1:], t, axis=0)[:h])
-    ii, xx = np.nonzero(np.repeat(dyn[:-1, :] | dyn[1:, :], t, axis=1)[:, :w])
-    a = np.concatenate([yy * w + (jj + 1) * t - 1, ((ii + 1) * t - 1) * w + xx]).astype(np.int64)
-    b = a + np.concatenate([np.ones(yy.size, dtype=np.int64), np.full(ii.size, w, dtype=np.int64)])
-    keep = (flat_level[a] > 0) & (flat_level[b] > 0)
-    a, b = a[keep], b[keep]
-    pa, pb = mosaic_pos(a), mosaic_pos(b)
-    both, a_dyn, b_dyn = (pa >= 0) & (pb >= 0), (pa >= 0) & (pb < 0), (pa < 0) & (pb >= 0)
-    dd_a, dd_b, dd_lv = pa[both], pb[both], np.minimum(flat_level[a[both]], flat_level[b[both]])
-    ds_p = np.concatenate([pa[a_dyn], pb[b_dyn]])
-    ds_core = np.concatenate([flat_core[b[a_dyn]], flat_core[a[b_dyn]]])
-    ds_lv = np.concatenate([flat_level[a[a_dyn]], flat_level[b[b_dyn]]])
-
-    # one labelling of the n_thr mosaic copies; labels of copy i form one contiguous range (row-major order)
-    thr = np.arange(1, n_thr + 1)
-    size = mosaic.size
-    if size:
-        copies = np.empty((n_thr, *mosaic.shape), dtype=np.uint8)
-        for i in range(n_thr):
-            cv2.compare(mosaic, i + 1, cv2.CMP_GE, dst=copies[i])
-        copies = copies.reshape(-1, t)
-        n_lab, labels = cv2.connectedComponents(copies, connectivity=4, ltype=cv2.CV_32S)
-        sizes = _areas(labels, n_lab)
-        labels = labels.ravel()
-    else:  # nothing changes between thresholds: only core components
-        n_lab, labels, sizes = 1, np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
-    weights = np.concatenate([sizes, np.tile(core_area, n_thr)])
-    weights[0] = 0
-    offset = (thr - 1) * size
-
-    def core_node(i_idx: np.ndarray, core: np.ndarray) -> np.ndarray:
-        return n_lab + i_idx * n_core + core
-
-    src, dst = [], []
-    src.append(labels[(offset[:, None] + rep_pos[None, :]).ravel()])
-    dst.append(core_node(np.repeat(thr - 1, rep_pos.size), np.tile(rep_core, n_thr)))
-    i_idx, k = np.nonzero(dd_lv[None, :] >= thr[:, None])
-    src.append(labels[offset[i_idx] + dd_a[k]])
-    dst.append(labels[offset[i_idx] + dd_b[k]])
-    i_idx, k = np.nonzero(ds_lv[None, :] >= thr[:, None])
-    src.append(labels[offset[i_idx] + ds_p[k]])
-    dst.append(core_node(i_idx, ds_core[k]))
-    src_a, dst_a = np.concatenate(src), np.concatenate(dst)
-    n_nodes = weights.size
-    graph = coo_matrix((np.ones(src_a.size, dtype=np.int8), (src_a, dst_a)), shape=(n_nodes, n_nodes))
-    n_comp, comp = connected_components(graph, directed=False)
-    comp_size = np.bincount(comp, weights=weights)
-
-    # threshold of every node, hence of every component (edges never join two thresholds)
-    ends = labels.reshape(n_thr, size).max(axis=1) if size else np.zeros(n_thr, dtype=np.int32)
-    ends = np.maximum.accumulate(ends)
-    node_thr = np.concatenate([np.searchsorted(ends, np.arange(n_lab), side="left"),
-                               np.repeat(np.arange(n_thr), n_core)])
-    comp_thr = np.zeros(n_comp, dtype=np.int64)
-    comp_thr[comp] = node_thr
-    live = comp_size > 0
-    best = np.zeros(n_thr)
-    np.maximum.at(best, comp_thr[live], comp_size[live])
-    is_best = live & (comp_size == best[comp_thr])
-    n_best = np.bincount(comp_thr[is_best], minlength=n_thr)
-    winner = np.full(n_thr, -1, dtype=np.int64)
-    winner[comp_thr[is_best]] = np.flatnonzero(is_best)
-    winner[n_best != 1] = -1
-
-    # depth: walk the thresholds with the unknown pixels still in every Ω so far (fewer at each step); pixels
-    # in dynamic tiles are looked up in the mosaic copies, those in static tiles (level 10) by core component
-    node_in = np.zeros(comp_size.size, dtype=bool)
-    node_in[winner[winner >= 0]] = True
-    node_in = node_in[comp]
-    # (a pixel below level i reads label 0 in copy i, the weightless background: no separate level test)
-    alive = np.flatnonzero(flat_level[unknown_idx] >= 1)
-    pos = mosaic_pos(unknown_idx[alive])
-    groups = [(alive[pos >= 0], pos[pos >= 0], True), (alive[pos < 0], flat_core[unknown_idx[alive[pos < 0]]], False)]
-    depth = np.zeros(unknown_idx.size, dtype=np.intp)
-    tied = set((np.flatnonzero(n_best > 1) + 1).tolist())
-    for i in range(1, n_thr + 1):
-        full = _full_omega(level, i, column_major).ravel() if i in tied else None
-        for g, (idx, where, in_mosaic) in enumerate(groups):
-            if full is not None:
-                keep = full[unknown_idx[idx]]
-            elif in_mosaic:
-                keep = node_in[labels[offset[i - 1] + where]]
-            else:
-                keep = node_in[core_node(i - 1, where)]
-            depth[idx[~keep]] = i - 1
-            groups[g] = (idx[keep], where[keep], in_mosaic)
-        if not any(group[0].size for group in groups):
-            break
-    for idx, _, _ in groups:
-        depth[idx] = n_thr
-    return depth
-
-
 def _conn_depth(level: np.ndarray, unknown_idx: np.ndarray, column_major: bool) -> np.ndarray:
     """For each unknown pixel, for how many leading thresholds it stayed in every Ω_j (so l = t[depth]).
 
     The reference assigns l = t_{i-1} to every still-unassigned pixel outside Ω_i; a pixel is unassigned after
     step i exactly when it lies in Ω_1 ∩ … ∩ Ω_i, so l = t[depth] with depth the length of that run (10 → 1).
-    An empty intersection gives an empty Ω (mmagic's rule and the GCA-Matting MATLAB copy's). Thresholds
-    above the highest level of an unknown pixel cannot change any depth and are skipped.
+    An empty intersection gives an empty Ω (mmagic's rule and the GCA-Matting MATLAB copy's).
     """
-    n_thr = int(level.ravel()[unknown_idx].max())
-    if n_thr == 0:
+    if not level.ravel()[unknown_idx].any():
         return np.zeros(unknown_idx.size, dtype=np.intp)
-    return _omega_depth(level, unknown_idx, n_thr, column_major)
+    from dimatting.metrics_kernels import conn_depth
+
+    return conn_depth(level, unknown_idx, column_major)
 
 
 def _phi_table(thresholds: np.ndarray, single: bool) -> np.ndarray:
@@ -513,6 +279,10 @@ def _conn(pred: np.ndarray, gt: np.ndarray, unknown_idx: np.ndarray, protocol: s
         return 0.0
     level = _levels(pred, gt, protocol)
     depth = _conn_depth(level, unknown_idx, column_major=protocol == "matlab")
+    if pred.dtype == np.uint8:
+        from dimatting.metrics_kernels import conn_terms
+
+        return float(conn_terms(pred, gt, unknown_idx, depth, _PHI[(protocol, protocol == "matlab")]).sum()) / 1000
     p, g = pred.ravel()[unknown_idx], gt.ravel()[unknown_idx]
     diff = np.abs(_phi(g, depth, protocol) - _phi(p, depth, protocol))
     return float(diff.astype(np.float64).sum()) / 1000
@@ -527,15 +297,12 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, protoc
     HxW in {0, 128, 255}. `name` (a file or image name) is used in error messages; `only` picks metrics.
     """
     _check_protocol(protocol)
-    pred, gt, trimap = _prepare(pred, gt, trimap, protocol, name)
-    unknown_bool = trimap == UNKNOWN
-    unknown_idx = np.flatnonzero(unknown_bool)  # much faster on bool than on a 0/255 map
-    unknown = unknown_bool.view(np.uint8)
+    pred, gt, trimap, unknown_idx = _prepare(pred, gt, trimap, protocol, name)
     out: dict[str, float] = {}
     if "SAD" in only or "MSE" in only:
         out["SAD"], out["MSE"] = _sad_mse(pred, gt, unknown_idx, protocol)
     if "GRAD" in only:
-        out["GRAD"] = _grad(pred, gt, unknown, unknown_idx, protocol)
+        out["GRAD"] = _grad(pred, gt, unknown_idx, protocol)
     if "CONN" in only:
         out["CONN"] = _conn(pred, gt, unknown_idx, protocol)
     return {k: float(out[k]) for k in METRIC_NAMES if k in only}

@@ -1,0 +1,118 @@
+"""Process group from torchrun's environment, and the few collective helpers the engine needs.
+
+torchrun (what `tools/dist_train.sh` runs) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+Everything here degrades to a no-op in a single process, so the training loop reads the same either way:
+`is_main()` guards logging and saving, `gather_objects` collects per-rank results for the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as tdist
+
+from dimatting.errors import ConfigError
+
+logger = logging.getLogger("dimatting")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: its rank among `world_size` processes and the device it computes on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; unset it or fix it") from exc
+
+
+def pick_device(local_rank: int = 0) -> torch.device:
+    """CUDA device `local_rank` when CUDA is usable (CUDA_VISIBLE_DEVICES=-1 hides it), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(launcher: str = "none", dist_cfg: dict | None = None) -> DistInfo:
+    """Join torchrun's process group when launched with `--launcher pytorch` (or WORLD_SIZE > 1).
+
+    Backend: `env_cfg.dist_cfg.backend` (the configs say nccl) on GPU; gloo on CPU, where nccl cannot run.
+    """
+    if launcher not in ("none", "pytorch"):
+        raise ConfigError(f"--launcher {launcher} is not supported; use 'none' or 'pytorch' (torchrun)")
+    world_size = _env_int("WORLD_SIZE", 1)
+    if launcher == "none" and world_size == 1:
+        return DistInfo(device=pick_device(0))
+    if "MASTER_ADDR" not in os.environ or "RANK" not in os.environ:
+        raise ConfigError(
+            "--launcher pytorch needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR); "
+            "start it with ./tools/dist_train.sh CONFIG NUM_GPUS"
+        )
+    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    device = pick_device(local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        backend = str((dist_cfg or {}).get("backend", "nccl"))
+    else:
+        backend = "gloo"
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def barrier() -> None:
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank `src`'s value on every rank (the run's seed and timestamp must agree everywhere)."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return obj
+    holder = [obj]
+    tdist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's `obj`, in rank order, on every rank (a one-element list in a single process)."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return [obj]
+    out: list[object] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(out, obj)
+    return out
+
+
+def all_ranks_ok(ok: bool, device: torch.device | None = None) -> bool:
+    """True only if `ok` holds on every rank, so that all ranks stop together (e.g. on a NaN loss).
+
+    One small all-reduce on `device` (the process's compute device: nccl needs a CUDA tensor)."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return bool(ok)
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
+    tdist.all_reduce(flag, op=tdist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def cleanup() -> None:
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()

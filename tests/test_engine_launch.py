@@ -1,0 +1,100 @@
+"""tools/train.py and tools/test.py argument handling, work dirs, start-up errors, weights to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dimatting.engine import dist, launch
+from dimatting.engine.launch import load_run, train_main, train_parser
+from dimatting.engine.weights import load_start_weights, pretrained_vgg16_path, starting_checkpoint
+from dimatting.errors import CheckpointError, ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE1 = REPO / "configs" / "dim" / "dim_stage1-v16_1xb1-1000k_comp1k.py"
+
+
+def test_reference_argument_names() -> None:
+    args = train_parser().parse_args([str(STAGE1), "--resume", "--amp", "--local_rank", "1", "--launcher", "pytorch"])
+    assert (args.resume, args.amp, args.local_rank, args.launcher) == (True, True, 1, "pytorch")
+    args = train_parser().parse_args([str(STAGE1), "--resume", "x.pth", "--cfg-options", "a=1", "b.c=[1,2]"])
+    assert (args.resume, args.cfg_options) == ("x.pth", ["a=1", "b.c=[1,2]"])
+    argv = [str(STAGE1), "c.pth", "--out", "r.json", "--save-path", "p", "--local-rank", "2"]
+    args = launch.test_parser().parse_args(argv)
+    assert (args.checkpoint, args.out, args.save_path, args.local_rank) == ("c.pth", "r.json", "p", 2)
+
+
+def test_work_dir_defaults_to_the_config_stem_and_follows_the_options() -> None:
+    run = load_run(train_parser().parse_args([str(STAGE1)]))
+    assert run.work_dir == Path("work_dirs") / STAGE1.stem
+    run = load_run(train_parser().parse_args([str(STAGE1), "--cfg-options", "work_dir=/x/y", "train_cfg.max_iters=5"]))
+    assert (run.work_dir, run.max_iters, run.val_interval) == (Path("/x/y"), 5, 40000)
+    run = load_run(train_parser().parse_args([str(STAGE1), "--work-dir", "/w"]))
+    assert run.work_dir == Path("/w") and run.cfg["work_dir"] == "/w"
+    assert (run.best_metric, run.log_interval, run.checkpoint_interval, run.max_keep_ckpts) == ("SAD", 100, 40000, 3)
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert train_main([str(tmp_path / "missing.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "missing.py: config file not found" in err and "\n" not in err
+    assert train_main([str(STAGE1), "--launcher", "slurm"]) == 2
+    assert "not supported" in capsys.readouterr().err
+    assert launch.test_main([str(STAGE1), str(tmp_path / "c.pth"), "--work-dir", str(tmp_path),
+                      "--cfg-options", f"test_dataloader.dataset.data_root={tmp_path}"]) == 2
+    assert "c.pth: checkpoint file not found" in capsys.readouterr().err
+
+
+def test_pytorch_launcher_needs_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match=r"dist_train\.sh"):
+        dist.init_distributed("pytorch")
+    info = dist.init_distributed("none")
+    assert (info.rank, info.world_size, info.is_main, info.distributed) == (0, 1, True, False)
+    assert dist.gather_objects({"a": 1}) == [{"a": 1}] and dist.broadcast_object(3) == 3
+
+
+def test_pretrained_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DIMATTING_PRETRAINED", raising=False)
+    with pytest.raises(ConfigError, match=r"\.cache/dimatting/vgg16\.pth.*model\.backbone\.encoder\.init_cfg=None"):
+        pretrained_vgg16_path({"type": "Pretrained", "checkpoint": "open-mmlab://mmedit/vgg16"})
+    monkeypatch.setenv("DIMATTING_PRETRAINED", str(tmp_path / "none.pth"))
+    with pytest.raises(ConfigError, match="DIMATTING_PRETRAINED names a missing file"):
+        pretrained_vgg16_path({"type": "Pretrained"})
+    cached = tmp_path / ".cache" / "dimatting" / "vgg16.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"x")
+    monkeypatch.delenv("DIMATTING_PRETRAINED")
+    assert pretrained_vgg16_path({"type": "Pretrained"}) == cached
+
+
+def test_load_from_wins_and_must_hold_a_backbone(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="load_from checkpoint not found"):
+        starting_checkpoint({"load_from": str(tmp_path / "x.pth"), "init_from": "stage1"})
+    path = tmp_path / "refiner_only.pth"
+    torch.save({"state_dict": {"refiner.conv1.weight": torch.zeros(1)}}, path)
+    assert starting_checkpoint({"load_from": str(path), "init_from": "stage1"}) == path
+    with pytest.raises(CheckpointError, match=r"no encoder-decoder weights \(backbone\.\*\)"):
+        load_start_weights(torch.nn.Linear(1, 1), path)
+
+
+def test_model_level_kaiming_init_cfg() -> None:
+    from dimatting.engine.weights import apply_model_init_cfg
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3), torch.nn.ReLU())
+    model.init_cfg = None
+    before = model[0].weight.clone()
+    apply_model_init_cfg(model)
+    assert torch.equal(model[0].weight, before)
+    model.init_cfg = {"type": "Kaiming", "layer": "Conv2d"}
+    torch.manual_seed(0)
+    apply_model_init_cfg(model)
+    assert model[0].weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)  # fan_out, relu gain
+    assert not model[0].bias.any()
+    model.init_cfg = {"type": "Xavier"}
+    with pytest.raises(ConfigError, match="only dict\\(type='Kaiming'"):
+        apply_model_init_cfg(model)

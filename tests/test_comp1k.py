@@ -14,32 +14,12 @@ import torch
 from dimatting.data import collate
 from dimatting.data.comp1k import AdobeComp1kDataset
 from dimatting.data.transforms import (
-    CropAroundUnknown,
-    Flip,
-    GenerateTrimap,
     LoadImageFromFile,
     MergeFgAndBg,
     PackInputs,
-    Resize,
 )
 from dimatting.errors import DataError
-
-KEYS = ["alpha", "merged", "fg", "bg"]
-
-
-def stage1_train_pipeline() -> list:
-    """The stage-1 config's train pipeline (facts §1.4), built directly."""
-    return [
-        LoadImageFromFile("alpha", color_type="grayscale"),
-        LoadImageFromFile("fg"),
-        LoadImageFromFile("bg"),
-        LoadImageFromFile("merged"),
-        CropAroundUnknown(keys=KEYS, crop_sizes=[320, 480, 640]),
-        Flip(keys=KEYS),
-        Resize(keys=KEYS, scale=(320, 320), keep_ratio=False),
-        GenerateTrimap(kernel_size=(1, 30)),
-        PackInputs(),
-    ]
+from tests.pipelines import stage1_train_pipeline
 
 
 def stage1_test_pipeline() -> list:

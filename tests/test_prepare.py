@@ -17,17 +17,12 @@ from dimatting.cli import main
 from dimatting.data.comp1k import AdobeComp1kDataset
 from dimatting.data.prepare import prepare_comp1k
 from dimatting.data.transforms import (
-    CropAroundUnknown,
-    Flip,
-    GenerateTrimap,
     LoadImageFromFile,
-    PackInputs,
-    Resize,
 )
 from dimatting.errors import DataError
+from tests.pipelines import stage1_train_pipeline
 
 ADOBE = "Adobe-licensed images"
-KEYS = ["alpha", "merged", "fg", "bg"]
 BG_SIZES = [(5, 6), (7, 9), (30, 40), (10, 12)]  # (h, w): smaller (exact x2), smaller (ceil), larger, equal
 
 
@@ -157,17 +152,7 @@ def test_resume_writes_nothing_and_repairs(prepared):
 
 
 def test_result_feeds_the_dataset(prepared):
-    pipeline = [
-        LoadImageFromFile("alpha", color_type="grayscale"),
-        LoadImageFromFile("fg"),
-        LoadImageFromFile("bg"),
-        LoadImageFromFile("merged"),
-        CropAroundUnknown(keys=KEYS, crop_sizes=[320, 480, 640]),
-        Flip(keys=KEYS),
-        Resize(keys=KEYS, scale=(320, 320), keep_ratio=False),
-        GenerateTrimap(kernel_size=(1, 30)),
-        PackInputs(),
-    ]
+    pipeline = stage1_train_pipeline()
     dataset = AdobeComp1kDataset("training_list.json", str(prepared["out"]), pipeline)
     assert len(dataset) == 200
     sample = dataset[(150, 3)]

@@ -24,23 +24,7 @@ from dimatting.data.transforms import (
     Resize,
 )
 from dimatting.errors import ConfigError, DataError
-
-KEYS = ["alpha", "merged", "fg", "bg"]
-
-
-def stage1_train_pipeline() -> list:
-    """The stage-1 config's train pipeline (facts §1.4), built directly."""
-    return [
-        LoadImageFromFile("alpha", color_type="grayscale"),
-        LoadImageFromFile("fg"),
-        LoadImageFromFile("bg"),
-        LoadImageFromFile("merged"),
-        CropAroundUnknown(keys=KEYS, crop_sizes=[320, 480, 640]),
-        Flip(keys=KEYS),
-        Resize(keys=KEYS, scale=(320, 320), keep_ratio=False),
-        GenerateTrimap(kernel_size=(1, 30)),
-        PackInputs(),
-    ]
+from tests.pipelines import stage1_train_pipeline
 
 
 def run(pipeline: list, results: dict, rng: np.random.RandomState) -> dict:

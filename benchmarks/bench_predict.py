@@ -45,18 +45,21 @@ STD = (58.395, 57.12, 57.375)
 
 
 # ----------------------------------------------------------------------------- the reference path (baseline)
-def reference_predict(sd: dict, merged_path: Path, trimap_path: Path) -> np.ndarray:
-    """Golden README steps 1-7 with plain torch.nn.functional, fp32, NCHW, as mmagic computes them."""
+def reference_predict(sd: dict, merged_path: Path, trimap_path: Path, device: str = "cpu", tf32: bool = False
+                      ) -> np.ndarray:
+    """Golden README steps 1-7 with plain torch.nn.functional, fp32, NCHW, as mmagic computes them (`sd` on
+    `device`; on CUDA cuDNN's TF32 is off unless `tf32`: PyTorch's default, so what mmagic runs on a GPU)."""
     import cv2
     import torch
     import torch.nn.functional as F
 
     merged = cv2.imread(str(merged_path), cv2.IMREAD_COLOR)
     trimap = cv2.imread(str(trimap_path), cv2.IMREAD_GRAYSCALE)
-    with torch.no_grad():
-        img = torch.from_numpy(merged).permute(2, 0, 1)[None].float()[:, [2, 1, 0]]
-        img = (img - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-        tri = torch.from_numpy(trimap)[None, None].float() / 255.0
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32):
+        img = torch.from_numpy(merged).to(device).permute(2, 0, 1)[None].float()[:, [2, 1, 0]]
+        mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (MEAN, STD))
+        img = (img - mean) / std
+        tri = torch.from_numpy(trimap).to(device)[None, None].float() / 255.0
         h, w = trimap.shape
         pad = (0, -w % 32, 0, -h % 32)
         x = torch.cat([F.pad(img, pad, mode="reflect"), F.pad(tri, pad, mode="reflect")], dim=1)
@@ -84,10 +87,10 @@ def reference_predict(sd: dict, merged_path: Path, trimap_path: Path) -> np.ndar
             r = conv(conv(r, "refiner.refine_conv2"), "refiner.refine_conv3")
             out = torch.sigmoid(raw_alpha + conv(r, "refiner.refine_pred", relu=False))
         pred = out[0, 0, :h, :w].clamp(0, 1)
-        ori = torch.from_numpy(trimap)
+        ori = torch.from_numpy(trimap).to(device)
         pred = torch.where(ori == 255, torch.ones_like(pred), pred)
         pred = torch.where(ori == 0, torch.zeros_like(pred), pred)
-        return (pred * 255).round().to(torch.uint8).numpy()
+        return (pred * 255).round().to(torch.uint8).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- child: one warm measurement

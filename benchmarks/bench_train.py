@@ -77,8 +77,9 @@ def baseline_step(model, optimizer, batch) -> float:
     import torch
 
     samples = batch["data_samples"]
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    device = batch["inputs"].device
+    mean = torch.tensor([123.675, 116.28, 103.53], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375], device=device).view(1, 3, 1, 1)
     image = (batch["inputs"].float()[:, [2, 1, 0]] - mean) / std
     x = torch.cat([image, samples["trimap"].float() / 255.0], dim=1)
     alpha = samples["gt_alpha"].float() / 255.0

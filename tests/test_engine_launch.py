@@ -57,6 +57,18 @@ def test_pytorch_launcher_needs_torchrun_environment(monkeypatch: pytest.MonkeyP
     assert dist.gather_objects({"a": 1}) == [{"a": 1}] and dist.broadcast_object(3) == 3
 
 
+def test_more_nccl_ranks_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ranks on one GPU would die in nccl's first collective; we refuse before touching the GPU."""
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2",
+                        "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("GPU touched before the check"))
+    with pytest.raises(ConfigError, match=r"2 processes on this machine but 1 visible GPU.*dist_train\.sh CONFIG 1"):
+        dist.init_distributed("pytorch", {"backend": "nccl"})
+
+
 def test_pretrained_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("DIMATTING_PRETRAINED", raising=False)

@@ -43,6 +43,7 @@ def test_nan_loss_stops_and_names_the_last_good_checkpoint(tmp_path: Path, monke
 def test_amp_on_cpu_uses_bf16_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, also on a GPU machine
     options = [*tiny_quickstart_options(2), "train_dataloader.batch_size=1"]
     assert train_main([str(QUICKSTART), "--work-dir", "wd", "--amp", "--cfg-options", *options]) == 0
     out = capsys.readouterr().out

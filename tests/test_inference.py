@@ -152,6 +152,35 @@ def test_cuda_matches_golden_within_tolerance(golden_dir, golden_ckpts):
     assert np.median(diff) < 1e-4 and (diff <= 1e-3).mean() >= 0.95  # GPU convs round differently (TF32 off)
 
 
+def test_layout_follows_the_device_and_reaches_the_network(golden_ckpts):
+    """NHWC on the CPU by default, NCHW when asked; the network must see exactly that layout (the HxWx3 image
+    arrives with NHWC strides and would otherwise carry them into the "NCHW" path)."""
+    seen = []
+    for channels_last, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
+        matter = load_model(golden_ckpts[1], "cpu", channels_last=channels_last)
+        assert matter.channels_last == (layout == torch.channels_last)
+        hook = matter.model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        matter.predict_raw(np.zeros((64, 96, 3), np.uint8), np.full((64, 96), 128, np.uint8), tiled=False)
+        hook.remove()
+        assert seen[-1].is_contiguous(memory_format=layout)
+    with pytest.raises(InputError, match="--precision tf32: TF32 is a CUDA tensor-core format"):
+        load_model(golden_ckpts[1], "cpu", precision="tf32")
+
+
+def test_auto_tile_threshold_fixed_on_cpu_by_free_memory_on_cuda(golden_ckpts, monkeypatch):
+    matter = load_model(golden_ckpts[1], "cpu")
+    assert matter.tile_threshold == "auto"
+    assert not matter.uses_tiles(1024, 1024) and matter.uses_tiles(1024, 1025)
+    matter.device = torch.device("cuda")  # the policy alone: no GPU needed
+    free = {"bytes": 80 * 2**30}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 141 * 2**30))
+    assert not matter.uses_tiles(4096, 4096) and matter.uses_tiles(8192, 8192)  # 40 GiB / 2 KiB per px
+    free["bytes"] = 2 * 2**30  # a small or busy GPU: never above the CPU's threshold
+    assert not matter.uses_tiles(1024, 1024) and matter.uses_tiles(1100, 1100)
+    with pytest.raises(InputError, match="--tile-threshold -1: give a pixel count >= 0 or auto"):
+        load_model(golden_ckpts[1], "cpu", tile_threshold=-1)
+
+
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 768, 128), (1024, 768, 128), (4096, 768, 128),
                                                          (1000, 256, 64), (257, 128, 32)])
 def test_tile_starts_cover_with_overlap(length, tile, overlap):

@@ -58,8 +58,10 @@ def test_golden_weights_are_the_documented_ones(golden_dir, stage, sha):
     assert digest == sha
 
 
-def test_forward_matches_golden_bit_exact_on_crop(golden_dir):
-    """157x211 crop (padded to 160x224): the golden README reports exact agreement for plain fp32 PyTorch."""
+def test_forward_matches_golden_on_crop(golden_dir):
+    """157x211 crop (padded to 160x224): the golden README reports exact agreement for plain fp32 PyTorch on
+    its machine; other CPUs' oneDNN kernels round differently (seen on a 16-core Intel host with torch 2.11:
+    2.4e-6), so raw outputs within 2e-5 and sigmoid outputs within 5e-6 (the sigmoid's slope is at most 1/4)."""
     torch.set_num_threads(2)
     merged, trimap = read_inputs(golden_dir, "crop157x211")
     out = golden_dir / "outputs"
@@ -74,8 +76,8 @@ def test_forward_matches_golden_bit_exact_on_crop(golden_dir):
     np.testing.assert_allclose(
         raw_alpha[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage1.raw_alpha.npy"), atol=2e-5
     )
-    np.testing.assert_allclose(pred_alpha[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage1.npy"), atol=2e-6)
-    np.testing.assert_allclose(pred_refine[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage3.npy"), atol=2e-6)
+    np.testing.assert_allclose(pred_alpha[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage1.npy"), atol=5e-6)
+    np.testing.assert_allclose(pred_refine[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage3.npy"), atol=5e-6)
     ref_raw_refine = np.load(out / "crop157x211_stage3.raw_refine.npy")
     sat = (pred_refine[0, 0, :h, :w] > 1e-4) & (pred_refine[0, 0, :h, :w] < 1 - 1e-4)
     np.testing.assert_allclose(raw_refine[0, 0, :h, :w][sat].numpy(), ref_raw_refine[sat.numpy()], atol=1e-3)

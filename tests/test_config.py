@@ -200,14 +200,14 @@ def test_seed_configs_unused_keys(name: str) -> None:
         "val_cfg",
         "test_cfg",
         "train_pipeline",
-        "experiment_name",
         "train_dataloader.persistent_workers",
         "optim_wrapper.type",
     ):
         assert key in unused
     for key in unused:
         assert not key.startswith(("model", "train_dataloader.dataset", "optim_wrapper.optimizer", "init_from"))
-        assert key not in ("train_cfg.max_iters", "default_hooks.checkpoint.save_best", "load_from", "resume")
+        assert key not in ("train_cfg.max_iters", "default_hooks.checkpoint.save_best", "load_from", "resume",
+                           "experiment_name", "env_cfg.cudnn_benchmark")
     assert len(unused) == len(set(unused))
     assert check_keys(load(name, REFERENCE)) == unused
 

@@ -50,3 +50,21 @@ def test_amp_on_cpu_uses_bf16_and_says_so(tmp_path: Path, monkeypatch: pytest.Mo
     assert "--amp on CPU: using bfloat16 autocast" in out
     ckpt = torch.load(tmp_path / "wd" / "iter_2.pth", weights_only=True)
     assert "scaler" not in ckpt and all(v.dtype == torch.float32 for v in ckpt["state_dict"].values())
+
+
+def test_exp_name_line_every_interval_and_at_the_first_epoch_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """As the reference's LoggerHook: `Exp name: <experiment_name>_<timestamp>` every 1000 iterations (4 here)
+    and once when the iteration count equals the train DataLoader's length (6 images / batch 2 = 3)."""
+    from dimatting.engine import trainer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(trainer, "EXP_NAME_INTERVAL", 4)
+    assert train_main([str(QUICKSTART), "--work-dir", "wd", "--cfg-options", *tiny_quickstart_options(8)]) == 0
+    log = next((tmp_path / "wd").glob("*/*.log"))
+    lines = [line.split(" - INFO - ")[1] for line in log.read_text().splitlines()
+             if "Exp name: " in line or "Iter(train)" in line]
+    events = ["exp" if line.startswith("Exp name: ") else line.split("]")[0][-3:] for line in lines]
+    assert events == ["2/8", "exp", "exp", "4/8", "6/8", "exp", "8/8"]
+    assert {line for line in lines if line.startswith("Exp")} == {f"Exp name: dim_quickstart_{log.parent.name}"}

@@ -452,6 +452,8 @@ HONOURED_KEYS: tuple[str, ...] = (
     "val_evaluator.*",
     "test_evaluator.*",
     "env_cfg.dist_cfg.*",
+    "env_cfg.cudnn_benchmark",
+    "experiment_name",
 )
 
 

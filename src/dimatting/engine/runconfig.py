@@ -106,6 +106,11 @@ class RunConfig:
         return bool(_get(self.cfg, "randomness.deterministic", False))
 
     @property
+    def cudnn_benchmark(self) -> bool:
+        """cuDNN's autotuner (`env_cfg.cudnn_benchmark`; the seed configs keep the reference's False)."""
+        return bool(_get(self.cfg, "env_cfg.cudnn_benchmark", False))
+
+    @property
     def experiment_name(self) -> str:
         return str(self.cfg.get("experiment_name") or self.config_path.stem)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from dimatting.engine.weights import (
 from dimatting.errors import ConfigError, DimattingError
 
 logger = logging.getLogger("dimatting")
+# `Exp name: <experiment_name>_<timestamp>` every this many iterations, as the reference's LoggerHook
+EXP_NAME_INTERVAL = 1000
 
 
 @dataclass
@@ -120,9 +123,9 @@ def train(run: RunConfig) -> TrainResult:
     state = checkpointing.check_resumable(resume_ckpt, resume_file) if resume_ckpt else {}
     seed = resume_ckpt["meta"]["seed"] if resume_ckpt else run.seed(info)
     logger.info("Set random seed to %d, deterministic: %s", seed, run.deterministic)
+    torch.backends.cudnn.benchmark = run.cudnn_benchmark and not run.deterministic
     if run.deterministic:
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
     seed_everything(seed)
     flush_denormals(device)
 
@@ -161,6 +164,7 @@ def train(run: RunConfig) -> TrainResult:
     batch_size = int(loader_cfg.get("batch_size", 1))
     num_workers = int(loader_cfg.get("num_workers", 0))
     dataset = registry.build_dataset(loader_cfg["dataset"])
+    batches_per_epoch = math.ceil(len(dataset) / batch_size)  # the reference's train DataLoader length
     sampler = run.train_sampler(len(dataset), seed, info, samples_seen)
     loader = DataLoader(
         dataset,
@@ -222,6 +226,8 @@ def train(run: RunConfig) -> TrainResult:
         if per_iter is not None:
             per_iter.write({"iter": it, **values})
 
+        if it % EXP_NAME_INTERVAL == 0 or it == batches_per_epoch:  # the reference's LoggerHook does both
+            logger.info("Exp name: %s_%s", run.experiment_name, stamp)
         if it % run.log_interval == 0 or it == max_iters:
             lr = optimizer.param_groups[0]["lr"]
             memory = memory_mb(device)

@@ -321,3 +321,65 @@ def test_smooth_large_maps_equal_literal_code(protocol: str) -> None:
     for name in NAMES:
         assert _close(ours[name], ref[name], rel=1e-9 if protocol == "mmagic" else 1e-6), (name, ours[name], ref)
     assert 0 < (trimap == 128).mean() < 1 and ours["CONN"] > 0 and ours["GRAD"] > 0
+
+
+def _dense_magnitude(unit: np.ndarray, kx: np.ndarray) -> np.ndarray:
+    """|∇| of the min-max normalised map, dense float64 filter2D with the replicate border (the reference)."""
+    n = cv2.normalize(unit, None, 0.0, 1.0, cv2.NORM_MINMAX)
+    fx = cv2.filter2D(n, -1, kx, borderType=cv2.BORDER_REPLICATE)
+    fy = cv2.filter2D(n, -1, kx.T, borderType=cv2.BORDER_REPLICATE)
+    return np.sqrt(fx**2 + fy**2)
+
+
+def _grad_trimap(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Unknown pixels as scattered points (many one-pixel runs, gaps of every size), blobs (long runs, several
+    per row), full rows and columns at the four borders, or everything."""
+    kind = rng.integers(4)
+    if kind == 0:
+        unknown = rng.random((h, w)) < rng.choice([0.15, 0.5, 0.85])
+    elif kind == 1:
+        unknown = np.zeros((h, w), bool)
+        for _ in range(rng.integers(1, 6)):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            unknown[y:y + rng.integers(1, 30), x:x + rng.integers(1, 60)] = True
+    elif kind == 2:
+        unknown = rng.random((h, w)) < 0.05
+        unknown[[0, -1], :] = unknown[:, [0, -1]] = True
+    else:
+        unknown = np.ones((h, w), bool)
+    return np.where(unknown, 128, np.where(rng.random((h, w)) < 0.5, 0, 255)).astype(np.uint8)
+
+
+def test_grad_terms_equal_dense_filter_per_pixel() -> None:
+    """The restricted separable kernel against dense filter2D, pixel by pixel, in unknown_idx order: tiny
+    images (narrower or lower than the 9x9 kernel), one-pixel runs, several runs per row, runs at all four
+    borders, long runs; uint8 and float64 predictions; both protocols' difference (float64 / MATLAB single)."""
+    from dimatting.metrics_kernels import grad_terms
+
+    kx, _ = _bench().ref_gauss_kernel()
+    rng = np.random.default_rng(5)
+    sizes = [(1, 1), (1, 17), (17, 1), (2, 2), (3, 20), (20, 3), (9, 9), (8, 8), (5, 300), (40, 130)]
+    sizes += [tuple(int(v) for v in rng.integers(1, 70, 2)) for _ in range(30)]
+    checked = 0
+    for h, w in sizes:
+        trimap = _grad_trimap(rng, h, w)
+        gt = cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.float64), (0, 0), 1.5)
+        gt = np.clip(gt * 3 - 250, 0, 255).astype(np.uint8)
+        pred = np.clip(gt + rng.normal(0, 30, (h, w)), 0, 255).astype(np.uint8)
+        for p in (pred, pred / 255.0 if rng.random() < 0.5 else rng.random((h, w))):
+            unknown_idx = np.flatnonzero(trimap == 128)  # sorted row-major, as metrics._prepare gives it
+            if unknown_idx.size == 0:
+                continue
+            unit = [a / 255.0 if a.dtype == np.uint8 else a for a in (p, gt)]
+            factors = [1 / np.ptp(u) / (255.0 if a.dtype == np.uint8 else 1.0) if np.ptp(u) > 0 else 0.0
+                       for u, a in zip(unit, (p, gt), strict=True)]
+            mag_p, mag_g = (_dense_magnitude(u, kx)[trimap == 128] for u in unit)
+            scale = (mag_p + mag_g) ** 2 + 1e-300
+            ours = grad_terms(p, gt, unknown_idx, factors[0], factors[1], metrics._SMOOTH, metrics._DERIV, False)
+            assert ours.shape == mag_p.shape
+            assert np.all(np.abs(ours - (mag_g - mag_p) ** 2) <= 1e-12 * scale), ((h, w), p.dtype)
+            d32 = mag_p.astype(np.float32) - mag_g.astype(np.float32)
+            ours = grad_terms(p, gt, unknown_idx, factors[0], factors[1], metrics._SMOOTH, metrics._DERIV, True)
+            assert np.all(np.abs(ours - (d32 * d32).astype(np.float64)) <= 1e-6 * scale), ((h, w), p.dtype)
+            checked += unknown_idx.size
+    assert checked > 20000

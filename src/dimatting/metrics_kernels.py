@@ -12,6 +12,8 @@ import threading
 import cv2
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 _HALF = 4  # half size of the 9-tap derivative-of-Gaussian factors
 
@@ -41,52 +43,141 @@ def scan_trimap(pred: np.ndarray, trimap: np.ndarray, full: float) -> tuple[int,
     return stray, bad, unknown_idx
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _row_taps(pred: np.ndarray, gt: np.ndarray, r: int, x: int, smooth: np.ndarray, deriv: np.ndarray,
-              out: np.ndarray) -> None:
-    """Row r of pred and gt correlated with `deriv` and `smooth` at column x (replicate border), into out[0:4].
+_GAP = 8  # runs this close are swept as one stretch: a few unneeded values cost less than another sweep
+_LANES = 8  # sweeps are rounded up to a multiple of 8 columns (whole AVX2/AVX-512 vectors): no scalar tail loop
 
-    The factors are antisymmetric (deriv) and symmetric (smooth) about the centre: pairing the taps halves
-    the multiplications and the chain of dependent additions (same value up to summation order).
+
+def _exact(x):
+    """A source value as an operand whose pair sums and differences are exact: in compiled code a uint8 map's
+    values become integers, so the vertical pass converts one value per tap pair instead of two (the sum of
+    two small integers is the same in integer and in float64 arithmetic)."""
+    return x
+
+
+@overload(_exact)
+def _exact_compiled(x):
+    if isinstance(x, types.Integer) and x.bitwidth <= 16:
+        return lambda x: np.int32(x)
+    return lambda x: x
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_length(unknown_idx: np.ndarray, j: int, limit: int) -> int:
+    """Length of the run of consecutive flat indices starting at entry j, at most `limit`. The indices are
+    strictly increasing integers, so unknown_idx[j+k] − unknown_idx[j] = k holds exactly for k below the run's
+    length: a galloping binary search reads O(log length) entries instead of every one."""
+    p = unknown_idx[j]
+    good, step = 1, 1  # a run of `good` entries is known
+    while good + step <= limit and unknown_idx[j + good + step - 1] - p == good + step - 1:
+        good += step
+        step *= 2
+    while step > 1:
+        step //= 2
+        if good + step <= limit and unknown_idx[j + good + step - 1] - p == good + step - 1:
+            good += step
+    return good
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_runs(unknown_idx: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of consecutive unknown pixels within a row: columns run_lo[q]..run_hi[q]-1; row y holds the
+    runs row_ptr[y]..row_ptr[y+1]-1, left to right (`unknown_idx` is sorted row-major)."""
+    n_unknown = unknown_idx.size
+    runs = np.empty((2, max(2 * h, 64)), np.int64)  # lo, hi; doubled when full
+    row_ptr = np.zeros(h + 1, np.int64)
+    n_runs, j = 0, 0
+    while j < n_unknown:
+        p = unknown_idx[j]
+        y, x = p // w, p % w
+        n = _run_length(unknown_idx, j, min(n_unknown - j, w - x))
+        if n_runs == runs.shape[1]:
+            more = np.empty((2, 2 * n_runs), np.int64)
+            more[:, :n_runs] = runs
+            runs = more
+        runs[0, n_runs], runs[1, n_runs] = x, x + n
+        row_ptr[y + 1] += 1
+        n_runs += 1
+        j += n
+    for y in range(h):
+        row_ptr[y + 1] += row_ptr[y]
+    return row_ptr, runs[0, :n_runs], runs[1, :n_runs]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _vertical_pass(img: np.ndarray, y: int, lo: int, hi: int, smooth: np.ndarray, deriv: np.ndarray,
+                   cs: np.ndarray, cd: np.ndarray) -> None:
+    """Rows y-4..y+4 of `img` (clipped to the image: the replicate border) correlated with the smoothing
+    factor into cs and with the derivative factor into cd, at the columns lo..hi-1 (stored at index x+4).
+
+    The factors are symmetric (smooth) and antisymmetric (deriv) about the centre: pairing the taps halves
+    the multiplications. One slice per source row keeps the sweep plain enough for LLVM to vectorise.
     """
-    w = pred.shape[1]
-    sc = smooth[_HALF]
-    dp, sp = 0.0, sc * np.float64(pred[r, x])
-    dg, sg = 0.0, sc * np.float64(gt[r, x])
-    for k in range(1, _HALF + 1):
-        hi, lo = min(x + k, w - 1), max(x - k, 0)
-        ph, pl = np.float64(pred[r, hi]), np.float64(pred[r, lo])
-        gh, gl = np.float64(gt[r, hi]), np.float64(gt[r, lo])
-        dk, sk = deriv[_HALF + k], smooth[_HALF + k]
-        dp += dk * (ph - pl)
-        sp += sk * (ph + pl)
-        dg += dk * (gh - gl)
-        sg += sk * (gh + gl)
-    out[0], out[1], out[2], out[3] = dp, sp, dg, sg
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _row_stretch(prow: np.ndarray, grow: np.ndarray, lo: int, hi: int, smooth: np.ndarray, deriv: np.ndarray,
-                 ring: np.ndarray, s: int) -> None:
-    """`_row_taps` (same sums) for the columns lo..hi-1 of one row, all ≥ 4 columns inside: one sweep without
-    border clipping, which the compiler vectorises."""
+    last = img.shape[0] - 1
     sc, s1, s2, s3, s4 = smooth[4], smooth[5], smooth[6], smooth[7], smooth[8]  # 9 taps: _HALF == 4
     d1, d2, d3, d4 = deriv[5], deriv[6], deriv[7], deriv[8]
-    pd, ps, gd, gs = ring[0, s], ring[1, s], ring[2, s], ring[3, s]
-    for m in range(lo, hi):
-        a0, b0 = np.float64(prow[m]), np.float64(grow[m])
-        a1h, a1l = np.float64(prow[m + 1]), np.float64(prow[m - 1])
-        a2h, a2l = np.float64(prow[m + 2]), np.float64(prow[m - 2])
-        a3h, a3l = np.float64(prow[m + 3]), np.float64(prow[m - 3])
-        a4h, a4l = np.float64(prow[m + 4]), np.float64(prow[m - 4])
-        b1h, b1l = np.float64(grow[m + 1]), np.float64(grow[m - 1])
-        b2h, b2l = np.float64(grow[m + 2]), np.float64(grow[m - 2])
-        b3h, b3l = np.float64(grow[m + 3]), np.float64(grow[m - 3])
-        b4h, b4l = np.float64(grow[m + 4]), np.float64(grow[m - 4])
-        pd[m] = d1 * (a1h - a1l) + d2 * (a2h - a2l) + d3 * (a3h - a3l) + d4 * (a4h - a4l)
-        ps[m] = sc * a0 + s1 * (a1h + a1l) + s2 * (a2h + a2l) + s3 * (a3h + a3l) + s4 * (a4h + a4l)
-        gd[m] = d1 * (b1h - b1l) + d2 * (b2h - b2l) + d3 * (b3h - b3l) + d4 * (b4h - b4l)
-        gs[m] = sc * b0 + s1 * (b1h + b1l) + s2 * (b2h + b2l) + s3 * (b3h + b3l) + s4 * (b4h + b4l)
+    m = img[y, lo:hi]
+    u1, l1 = img[min(y + 1, last), lo:hi], img[max(y - 1, 0), lo:hi]
+    u2, l2 = img[min(y + 2, last), lo:hi], img[max(y - 2, 0), lo:hi]
+    u3, l3 = img[min(y + 3, last), lo:hi], img[max(y - 3, 0), lo:hi]
+    u4, l4 = img[min(y + 4, last), lo:hi], img[max(y - 4, 0), lo:hi]
+    so, do = cs[lo + _HALF:hi + _HALF], cd[lo + _HALF:hi + _HALF]
+    for i in range(hi - lo):
+        a1h, a1l, a2h, a2l = _exact(u1[i]), _exact(l1[i]), _exact(u2[i]), _exact(l2[i])
+        a3h, a3l, a4h, a4l = _exact(u3[i]), _exact(l3[i]), _exact(u4[i]), _exact(l4[i])
+        so[i] = (sc * np.float64(m[i]) + s1 * np.float64(a1h + a1l) + s2 * np.float64(a2h + a2l)
+                 + s3 * np.float64(a3h + a3l) + s4 * np.float64(a4h + a4l))
+        do[i] = (d1 * np.float64(a1h - a1l) + d2 * np.float64(a2h - a2l) + d3 * np.float64(a3h - a3l)
+                 + d4 * np.float64(a4h - a4l))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _magnitude(cs: np.ndarray, cd: np.ndarray, i: int, factor: float, c: tuple) -> float:
+    """factor·|∇| at entry i+4 of the vertical-pass rows: fx = derivative factor along the row of cs,
+    fy = smoothing factor along the row of cd; c = the factors' taps 4..8 (smooth) then 5..8 (deriv)."""
+    sc, s1, s2, s3, s4, d1, d2, d3, d4 = c
+    fx = (d1 * (cs[i + 5] - cs[i + 3]) + d2 * (cs[i + 6] - cs[i + 2]) + d3 * (cs[i + 7] - cs[i + 1])
+          + d4 * (cs[i + 8] - cs[i]))
+    fy = (sc * cd[i + 4] + s1 * (cd[i + 5] + cd[i + 3]) + s2 * (cd[i + 6] + cd[i + 2])
+          + s3 * (cd[i + 7] + cd[i + 1]) + s4 * (cd[i + 8] + cd[i]))
+    return factor * np.sqrt(fx * fx + fy * fy)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _horizontal_pass(cs_p: np.ndarray, cd_p: np.ndarray, cs_g: np.ndarray, cd_g: np.ndarray, a: int, n: int,
+                     factor_p: float, factor_g: float, c: tuple, single: bool, dst: np.ndarray) -> None:
+    """(|∇g'| − |∇p'|)² at the columns a..a+n-1 into dst[0:n], from the vertical-pass rows of pred and gt
+    (column x at index x+4). The slices start 4 columns left of a, so every index is a non-negative offset
+    of the counter, and `single` is decided outside the loops: LLVM vectorises both."""
+    m = n + 2 * _HALF
+    pp, qp, pg, qg, o = cs_p[a:a + m], cd_p[a:a + m], cs_g[a:a + m], cd_g[a:a + m], dst[:n]
+    if single:
+        for i in range(n):
+            d32 = np.float32(_magnitude(pp, qp, i, factor_p, c)) - np.float32(_magnitude(pg, qg, i, factor_g, c))
+            o[i] = np.float64(d32 * d32)
+    else:
+        for i in range(n):
+            d = _magnitude(pg, qg, i, factor_g, c) - _magnitude(pp, qp, i, factor_p, c)
+            o[i] = d * d
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _vertical_stretch(img: np.ndarray, y: int, a: int, b: int, smooth: np.ndarray, deriv: np.ndarray,
+                      cs: np.ndarray, cd: np.ndarray) -> None:
+    """The vertical pass over the columns the horizontal taps of columns a..b-1 read: a-4..b+3 clipped to
+    the image, rounded up to whole vectors where the row has room (extra columns get correct values); the
+    4 pad entries past an image edge repeat the edge column, which is the replicate border."""
+    w = img.shape[1]
+    lo, hi = max(a - _HALF, 0), min(b + _HALF, w)
+    n = (hi - lo + _LANES - 1) // _LANES * _LANES
+    if n <= w:
+        hi_v = min(lo + n, w)
+        _vertical_pass(img, y, hi_v - n, hi_v, smooth, deriv, cs, cd)
+    else:
+        _vertical_pass(img, y, lo, hi, smooth, deriv, cs, cd)
+    if lo == 0:
+        cs[:_HALF], cd[:_HALF] = cs[_HALF], cd[_HALF]
+    if hi == w:
+        cs[w + _HALF:w + 2 * _HALF], cd[w + _HALF:w + 2 * _HALF] = cs[w + _HALF - 1], cd[w + _HALF - 1]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -94,84 +185,38 @@ def grad_terms(pred: np.ndarray, gt: np.ndarray, unknown_idx: np.ndarray, factor
                smooth: np.ndarray, deriv: np.ndarray, single: bool) -> np.ndarray:
     """(|∇g'| − |∇p'|)² at every unknown pixel, in row-major order (x' = factor·x + shift, the min-max map).
 
-    The 9x9 kernel is rank one: a row pass (9 taps) then a column pass (9 taps). The row pass is computed
-    only where the column pass of an unknown pixel reads it, each value once: a ring of 9 rows (virtual,
-    unclipped row numbers; the source row is clipped, which is the replicate border) with a stamp per
-    value. The column pass runs over each run of unknown pixels of a row (consecutive entries of the sorted
-    flat indices `unknown_idx`), tap by tap. The shift of the normalisation drops out of a derivative, so raw
-    values are filtered and the magnitude is scaled by `factor`. `single`: MATLAB's (single(a) − single(b))².
+    The 9x9 kernel is rank one, so each map is filtered by a vertical pass (9 taps over rows y-4..y+4) then
+    a horizontal pass (9 taps along the row), only where unknown pixels read it: per row, over stretches of
+    its runs of unknown pixels (runs closer than _GAP share one). Working row by row keeps what a row needs
+    in L1: nine source rows of bytes and a few rows of float64 partial sums, where a horizontal-first order
+    keeps a ring of nine filtered float64 rows per map, which spills to L2. The shift of the normalisation
+    drops out of a derivative, so raw values are filtered and the magnitude is scaled by `factor`.
+    `single`: MATLAB's (single(a) − single(b))².
     """
     h, w = pred.shape
-    taps = 2 * _HALF + 1
-    n_unknown = unknown_idx.size
-    out = np.empty(n_unknown, np.float64)
-    ring = np.empty((4, taps, w), np.float64)  # row-derivative and row-smoothed pred, then gt
-    stamp = np.full((taps, w), -(1 << 40), np.int64)  # virtual row whose values ring[:, slot, x] hold
-    cell = np.empty(4, np.float64)
-    # per slot, one column interval [lo, hi) known to be filtered in its row: most runs skip the stamp checks
-    cover_row = np.full(taps, -(1 << 40), np.int64)
-    cover_lo = np.zeros(taps, np.int64)
-    cover_hi = np.zeros(taps, np.int64)
+    out = np.empty(unknown_idx.size + _LANES, np.float64)  # slack for the last run's rounding
+    row_ptr, run_lo, run_hi = _row_runs(unknown_idx, h, w)
+    size = w + 2 * _HALF + _LANES  # column x at index x + 4; 4 pads each side, then slack for rounding up
+    cs_p, cd_p, cs_g, cd_g = np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size)
+    c = (smooth[4], smooth[5], smooth[6], smooth[7], smooth[8], deriv[5], deriv[6], deriv[7], deriv[8])
     j = 0
-    while j < n_unknown:
-        first = unknown_idx[j]
-        y = first // w
-        a = first - y * w
-        x = a + 1  # the run is a..x-1
-        while j + x - a < n_unknown and x < w and unknown_idx[j + x - a] == first + x - a:
-            x += 1
-        for k in range(taps):
-            v = y - _HALF + k
-            s = (v + taps) % taps
-            r = min(max(v, 0), h - 1)
-            if cover_row[s] == v and cover_lo[s] <= a and x <= cover_hi[s]:
-                continue  # the whole run is already filtered in row v
-            xx = a
-            while xx < x:  # filter the stretches of the run not yet done in row v
-                if stamp[s, xx] == v:
-                    xx += 1
-                    continue
-                m0 = xx
-                while xx < x and stamp[s, xx] != v:
-                    stamp[s, xx] = v
-                    xx += 1
-                if m0 >= _HALF and xx <= w - _HALF:
-                    _row_stretch(pred[r], gt[r], m0, xx, smooth, deriv, ring, s)
-                else:
-                    for m in range(m0, xx):
-                        _row_taps(pred, gt, r, m, smooth, deriv, cell)
-                        for c in range(4):
-                            ring[c, s, m] = cell[c]
-            if cover_row[s] == v and a <= cover_hi[s] and x >= cover_lo[s]:  # overlapping: one interval
-                cover_lo[s], cover_hi[s] = min(a, cover_lo[s]), max(x, cover_hi[s])
-            elif cover_row[s] != v or x - a > cover_hi[s] - cover_lo[s]:
-                cover_row[s], cover_lo[s], cover_hi[s] = v, a, x
-        # column pass in one sweep, taps paired about row y like the row pass: smooth for fx, deriv for fy
-        m = (y + taps) % taps
-        u1, u2, u3, u4 = (y + 1) % taps, (y + 2) % taps, (y + 3) % taps, (y + 4) % taps
-        l1, l2, l3, l4 = (y - 1 + taps) % taps, (y - 2 + taps) % taps, (y - 3 + taps) % taps, (y - 4 + taps) % taps
-        s0, s1, s2, s3, s4 = smooth[4], smooth[5], smooth[6], smooth[7], smooth[8]  # 9 taps: _HALF == 4
-        d1, d2, d3, d4 = deriv[5], deriv[6], deriv[7], deriv[8]
-        pd, ps, gd, gs = ring[0], ring[1], ring[2], ring[3]
-        for xx in range(a, x):
-            fxp = (s0 * pd[m, xx] + s1 * (pd[u1, xx] + pd[l1, xx]) + s2 * (pd[u2, xx] + pd[l2, xx])
-                   + s3 * (pd[u3, xx] + pd[l3, xx]) + s4 * (pd[u4, xx] + pd[l4, xx]))
-            fyp = (d1 * (ps[u1, xx] - ps[l1, xx]) + d2 * (ps[u2, xx] - ps[l2, xx])
-                   + d3 * (ps[u3, xx] - ps[l3, xx]) + d4 * (ps[u4, xx] - ps[l4, xx]))
-            fxg = (s0 * gd[m, xx] + s1 * (gd[u1, xx] + gd[l1, xx]) + s2 * (gd[u2, xx] + gd[l2, xx])
-                   + s3 * (gd[u3, xx] + gd[l3, xx]) + s4 * (gd[u4, xx] + gd[l4, xx]))
-            fyg = (d1 * (gs[u1, xx] - gs[l1, xx]) + d2 * (gs[u2, xx] - gs[l2, xx])
-                   + d3 * (gs[u3, xx] - gs[l3, xx]) + d4 * (gs[u4, xx] - gs[l4, xx]))
-            amp_p = factor_p * np.sqrt(fxp * fxp + fyp * fyp)
-            amp_g = factor_g * np.sqrt(fxg * fxg + fyg * fyg)
-            if single:
-                d32 = np.float32(amp_p) - np.float32(amp_g)
-                out[j] = np.float64(d32 * d32)
-            else:
-                d = amp_g - amp_p
-                out[j] = d * d
-            j += 1
-    return out
+    for y in range(h):
+        q, q_end = row_ptr[y], row_ptr[y + 1]
+        while q < q_end:
+            a, b = run_lo[q], run_hi[q]
+            q_next = q + 1
+            while q_next < q_end and run_lo[q_next] <= b + _GAP:
+                b = run_hi[q_next]
+                q_next += 1
+            _vertical_stretch(pred, y, a, b, smooth, deriv, cs_p, cd_p)
+            _vertical_stretch(gt, y, a, b, smooth, deriv, cs_g, cd_g)
+            for qq in range(q, q_next):  # each run straight into out, rounded up to whole vectors: the
+                a, n = run_lo[qq], run_hi[qq] - run_lo[qq]  # extra terms land where later runs' go (or in
+                n_up = (n + _LANES - 1) // _LANES * _LANES  # the slack), and are overwritten
+                _horizontal_pass(cs_p, cd_p, cs_g, cd_g, a, n_up, factor_p, factor_g, c, single, out[j:])
+                j += n
+            q = q_next
+    return out[:unknown_idx.size]
 
 
 @numba.njit(cache=True, nogil=True)

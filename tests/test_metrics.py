@@ -383,3 +383,90 @@ def test_grad_terms_equal_dense_filter_per_pixel() -> None:
             assert np.all(np.abs(ours - (d32 * d32).astype(np.float64)) <= 1e-6 * scale), ((h, w), p.dtype)
             checked += unknown_idx.size
     assert checked > 20000
+
+
+def test_levels_equal_threshold_comparisons_for_all_uint8_pairs() -> None:
+    """CONN's per-pixel level (ten cuts compared with min(p, g)) against the thresholds compared literally, as
+    each protocol holds alphas (float64 a/255; MATLAB single), for every pair of uint8 alphas."""
+    values = np.arange(256, dtype=np.uint8)
+    p, g = (np.ascontiguousarray(a) for a in np.meshgrid(values, values))
+    for protocol, unit in (("mmagic", np.float64), ("matlab", np.float32)):
+        pu, gu = p.astype(unit) / unit(255), g.astype(unit) / unit(255)
+        literal = sum(((pu >= t) & (gu >= t)).astype(np.uint8) for t in metrics.THRESHOLDS[protocol][1:])
+        assert np.array_equal(metrics._levels(p, g, protocol), literal), protocol
+
+
+def _literal_depth(level: np.ndarray, unknown_idx: np.ndarray, column_major: bool) -> np.ndarray:
+    """Per threshold i = 1..10: OpenCV labels M_i = {level ≥ i} (4-connected), Ω_i = the largest
+    component, ties to the one whose first pixel comes first in row-major (or column-major) order; a pixel's
+    depth is how many leading Ω_i hold it."""
+    h, w = level.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    order_key = cols * h + rows if column_major else rows * w + cols
+    inside = np.ones((h, w), bool)
+    depth = np.zeros((h, w), np.int64)
+    for i in range(1, 11):
+        n, labels, stats, _ = cv2.connectedComponentsWithStats((level >= i).view(np.uint8), connectivity=4)
+        omega = np.zeros((h, w), bool)
+        if n > 1:
+            area = stats[1:, cv2.CC_STAT_AREA]
+            first = np.full(n, h * w)
+            np.minimum.at(first, labels.ravel(), order_key.ravel())
+            biggest = np.flatnonzero(area == area.max()) + 1
+            omega = labels == biggest[np.argmin(first[biggest])]
+        inside &= omega
+        depth += inside
+    return depth.ravel()[unknown_idx]
+
+
+def _level_map(rng: np.random.Generator, h: int, w: int, kind: int) -> np.ndarray:
+    """Level maps that stress the run sweep and the tie-breaks: uniform noise, equal-size blocks (ties, and
+    components whose row-major and column-major first pixels disagree), smooth alpha-like maps (long merge
+    chains), sparse 0/10 maps with long runs and 8-byte words that are almost all 0 or all 10."""
+    if kind == 0:
+        return rng.integers(0, 11, (h, w)).astype(np.uint8)
+    if kind == 1:
+        block = int(rng.integers(1, 5))
+        small = rng.choice(np.array([0, 0, 0, 4, 10]), size=(h // (2 * block) + 1, w // (2 * block) + 1))
+        grid = np.zeros((small.shape[0] * 2 * block, small.shape[1] * 2 * block), np.uint8)
+        for (r, c), v in np.ndenumerate(small):  # equal squares separated by zero gaps: many ties
+            grid[2 * block * r:2 * block * r + block, 2 * block * c:2 * block * c + block] = v
+        return np.ascontiguousarray(np.roll(grid, tuple(rng.integers(0, 3, 2)), (0, 1))[:h, :w])
+    if kind == 2 and min(h, w) > 2:
+        smooth = cv2.GaussianBlur(rng.random((h, w)), (0, 0), 2)
+        return np.clip((smooth - smooth.min()) * 60 - 5, 0, 10).astype(np.uint8)
+    lengths = rng.integers(1, rng.choice([3, 12]), h * w)  # alternating runs of 10 and 0, some of one pixel
+    level = np.repeat(np.resize(np.array([10, 0], np.uint8), h * w), lengths)[:h * w].reshape(h, w)
+    level[rng.random((h, w)) < rng.choice([0.0, 0.02, 0.2])] = rng.choice([1, 5, 9])
+    return level
+
+
+def test_conn_depth_equals_per_threshold_labelling() -> None:
+    """Every unknown pixel's CONN depth from the one-pass kernel equals the per-threshold labelling, both
+    tie-break orders: random and structured level maps, ties between equal-size components, thin shapes
+    (1xN, Nx1), widths around multiples of 8 (the sweep reads 8 bytes at a time), the two anti-diagonal
+    squares whose first pixel differs between row- and column-major order."""
+    from dimatting.metrics_kernels import conn_depth
+
+    rng = np.random.default_rng(17)
+    # ties at levels 1..5: row-major takes the top-right square, column-major the bottom-left one
+    squares = [[10, 0, 0, 0, 0, 5, 5], [0, 0, 0, 0, 0, 5, 5], [5, 5, 0, 0, 0, 0, 0], [5, 5, 0, 0, 0, 0, 0]]
+    cases = [np.array(squares, np.uint8),
+             np.zeros((3, 5), np.uint8), np.full((4, 9), 10, np.uint8), np.full((1, 1), 7, np.uint8),
+             np.array([[10] * 8 + [0] + [10] * 7, [0] * 8 + [10] + [0] * 7], np.uint8)]  # words off by one
+    shapes = [(1, 1), (1, 23), (23, 1), (2, 8), (8, 2), (3, 16), (5, 17), (16, 15), (9, 40)]
+    shapes += [tuple(int(v) for v in rng.integers(1, 48, 2)) for _ in range(150)]
+    cases += [_level_map(rng, h, w, k % 4) for k, (h, w) in enumerate(shapes)]
+    checked, ties = 0, 0
+    for level in cases:
+        level = np.ascontiguousarray(level, dtype=np.uint8)
+        h, w = level.shape
+        every = np.arange(h * w)
+        for unknown_idx in (every, every[rng.random(h * w) < 0.3]):
+            for column_major in (False, True):
+                literal = _literal_depth(level, unknown_idx, column_major)
+                ours = conn_depth(level, unknown_idx, column_major)
+                assert np.array_equal(ours, literal), (level, column_major)
+                checked += unknown_idx.size
+        ties += not np.array_equal(_literal_depth(level, every, False), _literal_depth(level, every, True))
+    assert checked > 50000 and ties >= 10, ties  # the two orders really do disagree on some maps

@@ -15,7 +15,8 @@ image. Here the work follows the unknown region instead, with values equal to th
 - GRAD and CONN run as numba kernels (dimatting.metrics_kernels, imported on first use): GRAD filters with the
   separable form of the rank-1 kernel only where unknown pixels read it, the min-max normalisation using the
   whole image's extremes, as the reference does; CONN builds the components of all ten intersections in one
-  union-find pass (level-10 pixels labelled once by OpenCV), tracking the largest with the protocol's tie-break.
+  union-find pass (level-10 components from runs found in the same sweep), tracking the largest with the
+  protocol's tie-break.
 No torch here: the tester, the CLI and users' scripts share this module.
 """
 
@@ -223,14 +224,27 @@ def _levels(pred: np.ndarray, gt: np.ndarray, protocol: str) -> np.ndarray:
     (g ≥ t) & (p ≥ t) is min(p, g) ≥ t, and the thresholds are increasing, so one count per pixel holds all ten
     intersections. Alphas are compared as the protocol holds them: float64 (mmagic) or single (MATLAB).
     """
-    thresholds = THRESHOLDS[protocol][1:]
-    unit = np.float32 if protocol == "matlab" else np.float64
     if pred.dtype == np.uint8:
-        values = np.arange(256, dtype=unit) / unit(255)
-        lut = np.searchsorted(thresholds, values.astype(np.float64), side="right").astype(np.uint8)
-        return cv2.LUT(cv2.min(pred, gt), lut)
+        from dimatting.metrics_kernels import conn_levels
+
+        return conn_levels(pred, gt, _LEVEL_CUTS[protocol])
+    unit = np.float32 if protocol == "matlab" else np.float64
     both = np.minimum(pred.astype(unit), gt.astype(unit) / unit(255))
-    return np.searchsorted(thresholds, both.astype(np.float64), side="right").astype(np.uint8)
+    return np.searchsorted(THRESHOLDS[protocol][1:], both.astype(np.float64), side="right").astype(np.uint8)
+
+
+def _level_cuts(protocol: str) -> np.ndarray:
+    """For uint8 alphas, the least value that passes each threshold t_1..t_10 as the protocol holds alphas
+    (float64 v/255, or single): level = how many cuts min(p, g) reaches, the same count as comparing with
+    the thresholds (a uint8 alpha passes t_k exactly when it is ≥ cut k, the quotient growing with v)."""
+    unit = np.float32 if protocol == "matlab" else np.float64
+    values = (np.arange(256, dtype=unit) / unit(255)).astype(np.float64)
+    level = np.searchsorted(THRESHOLDS[protocol][1:], values, side="right")
+    assert level[-1] == 10  # 255/255 = 1 passes every threshold, so every cut is a uint8 value
+    return np.searchsorted(level, np.arange(1, 11), side="left").astype(np.uint8)
+
+
+_LEVEL_CUTS = {p: _level_cuts(p) for p in PROTOCOLS}
 
 
 def _conn_depth(level: np.ndarray, unknown_idx: np.ndarray, column_major: bool) -> np.ndarray:
@@ -240,8 +254,6 @@ def _conn_depth(level: np.ndarray, unknown_idx: np.ndarray, column_major: bool) 
     step i exactly when it lies in Ω_1 ∩ … ∩ Ω_i, so l = t[depth] with depth the length of that run (10 → 1).
     An empty intersection gives an empty Ω (mmagic's rule and the GCA-Matting MATLAB copy's).
     """
-    if not level.ravel()[unknown_idx].any():
-        return np.zeros(unknown_idx.size, dtype=np.intp)
     from dimatting.metrics_kernels import conn_depth
 
     return conn_depth(level, unknown_idx, column_major)

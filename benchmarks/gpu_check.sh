@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks CI cannot run (it has no GPU), in one pass on a lent CUDA machine:
 #   bash benchmarks/gpu_check.sh OUT_DIR [SECONDS]
-# 1. the CUDA-aware unit tests (the CUDA golden-parity test runs instead of skipping);
+# 1. the CUDA-aware unit tests (the CUDA golden-parity test runs instead of skipping; --cutout tests are left
+#    out: pymatting is not on the lent machines' image);
 # 2. benchmarks/bench_gpu.py (predict and train step vs the reference path on the same GPU);
 # 3. --amp (fp16 autocast + GradScaler) training, then --resume of that run;
 # 4. ./tools/dist_train.sh / dist_test.sh with nccl (one process per GPU), and the clear error for more

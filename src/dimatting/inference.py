@@ -34,7 +34,7 @@ logger = logging.getLogger("dimatting.inference")
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 # On a GPU whole images run while the pass fits in half the free memory: a stage-3 fp32 pass (NCHW, inference
-# mode) peaks at 1.0-1.3 KB per pixel on an H200 (benchmarks/results.md, GPU); 2 KB leaves margin.
+# mode) peaks at 0.8-1.0 KB per pixel on an H200, 1.3 KB with tf32 (benchmarks/results.md, GPU); 2 KB leaves margin.
 CUDA_BYTES_PER_PIXEL = 2048
 
 
@@ -118,7 +118,7 @@ class Matter:
     faster; its float rounding differs slightly, which can flip near-tied max-pool windows, mostly in known
     regions that the trimap overwrites anyway. False is the reference's NCHW layout: raw output bit-identical
     to mmagic's on the golden inputs. None (default): NHWC on the CPU, NCHW on CUDA (cuDNN's fp32 NCHW
-    kernels are as fast there, with less memory). `precision='bf16'` runs convolutions under bfloat16
+    kernels were faster there, with less memory). `precision='bf16'` runs convolutions under bfloat16
     autocast (faster on CPUs with AVX512-BF16/AMX and on GPUs; alphas differ from fp32, see
     benchmarks/results.md); 'tf32' (CUDA only) lets cuDNN use TF32 tensor cores, PyTorch's default and so
     what mmagic runs on a GPU; 'fp32' keeps fp32 convolutions exact there.

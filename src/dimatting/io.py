@@ -179,6 +179,23 @@ def read_trimap(path: str | os.PathLike, tolerant: bool = False) -> np.ndarray:
     return normalize_trimap(read_gray(path, "trimap"), source=str(path), tolerant=tolerant)
 
 
+def files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> tuple[dict[str, Path], list[Path]]:
+    """stem -> file for the files of `folder` with one of `suffixes` (any case), first in name order, plus the
+    later files whose stem was already taken: the commands treat those differently (evaluate refuses them,
+    predict warns and keeps the first)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: {what} folder not found; check the path")
+    found: dict[str, Path] = {}
+    taken: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in suffixes:
+            if path.stem in found:
+                taken.append(path)
+            else:
+                found[path.stem] = path
+    return found, taken
+
+
 def check_same_size(a: np.ndarray, b: np.ndarray, path_a: object, path_b: object) -> None:
     """Raise an `InputError` unless two maps have the same height and width."""
     if a.shape[:2] != b.shape[:2]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dimatting.errors import InputError
-from dimatting.io import write_json, write_text
+from dimatting.io import files_by_stem, write_json, write_text
 from dimatting.metrics import METRIC_NAMES, PROTOCOLS, evaluate, format_table
 
 PRED_SUFFIXES = (".png", ".npy")
@@ -42,14 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _files(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
     """stem -> file for the files of `folder` with one of `suffixes` (two files with one stem: an error)."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: {what} folder not found; check the path")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes:
-            if path.stem in found:
-                raise InputError(f"{path}: {found[path.stem].name} has the same stem; keep one {what} per image")
-            found[path.stem] = path
+    found, taken = files_by_stem(folder, suffixes, what)
+    if taken:
+        raise InputError(f"{taken[0]}: {found[taken[0].stem].name} has the same stem; keep one {what} per image")
     return found
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dimatting.errors import DimattingError, InputError
-from dimatting.io import check_same_size, read_gray, read_image, read_trimap, write_image
+from dimatting.io import check_same_size, files_by_stem, read_gray, read_image, read_trimap, write_image
 from dimatting.tiling import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 from dimatting.trimap import trimap_from_mask
 
@@ -134,15 +134,9 @@ def _single_job(args: argparse.Namespace) -> Job:
 
 
 def _by_stem(folder: Path, what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: {what} folder not found; check the path")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in files:
-                logger.warning("%s: two %s files with stem '%s'; using %s", folder, what, path.stem, files[path.stem])
-                continue
-            files[path.stem] = path
+    files, taken = files_by_stem(folder, IMAGE_SUFFIXES, what)
+    for path in taken:
+        logger.warning("%s: two %s files with stem '%s'; using %s", folder, what, path.stem, files[path.stem])
     return files
 
 

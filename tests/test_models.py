@@ -58,10 +58,13 @@ def test_golden_weights_are_the_documented_ones(golden_dir, stage, sha):
     assert digest == sha
 
 
+@torch.backends.mkldnn.flags(enabled=False)
 def test_forward_matches_golden_on_crop(golden_dir):
-    """157x211 crop (padded to 160x224): the golden README reports exact agreement for plain fp32 PyTorch on
-    its machine; other CPUs' oneDNN kernels round differently (seen on a 16-core Intel host with torch 2.11:
-    2.4e-6), so raw outputs within 2e-5 and sigmoid outputs within 5e-6 (the sigmoid's slope is at most 1/4)."""
+    """157x211 crop (padded to 160x224), with oneDNN off: its kernels differ between AVX2 and AVX-512 CPUs and
+    flip near-tied max-pool windows (1% of this crop on an AVX2 EPYC), while PyTorch's own convolution gives the
+    golden README's "MKLDNN off" figures on both (max 4.2e-6). Other hosts round differently (a 16-core Intel
+    host with torch 2.11: 2.4e-6; an AVX2 EPYC: 2.4e-5 on a logit of 6.7), so raw logits (up to +-10) within 2e-5
+    plus 5e-6 relative, and sigmoid outputs within 5e-6 (the sigmoid's slope is at most 1/4)."""
     torch.set_num_threads(2)
     merged, trimap = read_inputs(golden_dir, "crop157x211")
     out = golden_dir / "outputs"
@@ -74,7 +77,7 @@ def test_forward_matches_golden_on_crop(golden_dir):
     raw_refine = torch.logit(pred_refine.double()) - raw_alpha.double()
     h, w = trimap.shape
     np.testing.assert_allclose(
-        raw_alpha[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage1.raw_alpha.npy"), atol=2e-5
+        raw_alpha[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage1.raw_alpha.npy"), atol=2e-5, rtol=5e-6
     )
     np.testing.assert_allclose(pred_alpha[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage1.npy"), atol=5e-6)
     np.testing.assert_allclose(pred_refine[0, 0, :h, :w].numpy(), np.load(out / "crop157x211_stage3.npy"), atol=5e-6)
@@ -86,17 +89,21 @@ def test_forward_matches_golden_on_crop(golden_dir):
 @pytest.mark.parametrize("name", ["crop157x211", "gt05"])
 @pytest.mark.parametrize("stage", [1, 3])
 def test_predict_path_matches_golden(golden_dir, name, stage):
-    """Whole test-time path: pad, forward, crop, postprocess; tolerance for max-pool near-ties (golden README)."""
+    """Whole test-time path: pad, forward, crop, postprocess; tolerance for max-pool near-ties (golden README).
+    The raw output is compared on every pixel with oneDNN off (CPU-independent arithmetic, see above); the uint8
+    alpha of the default path, whose flips stay in known regions that the trimap overwrites."""
     merged, trimap = read_inputs(golden_dir, name)
     model = golden_model(golden_dir, stage)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
         pred = model.predict(network_input(model, merged, trimap))[0, 0]
-        alpha_u8 = postprocess_alpha(pred, torch.from_numpy(trimap)).numpy()
     ref = np.load(golden_dir / "outputs" / f"{name}_stage{stage}.npy")
     diff = np.abs(pred.numpy() - ref)
     assert pred.shape == ref.shape
     assert np.median(diff) < 1e-6
     assert (diff <= 1e-5).mean() >= 0.95
+    with torch.inference_mode():
+        alpha_u8 = postprocess_alpha(model.predict(network_input(model, merged, trimap))[0, 0],
+                                     torch.from_numpy(trimap)).numpy()
     ref_png = cv2.imread(str(golden_dir / "outputs" / f"{name}_stage{stage}.png"), cv2.IMREAD_GRAYSCALE)
     png_diff = np.abs(alpha_u8.astype(int) - ref_png.astype(int))
     assert np.median(png_diff) == 0

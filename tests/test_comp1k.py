@@ -168,3 +168,20 @@ def test_record_without_a_loaded_key(tmp_path: Path):
     (root / "list.json").write_text(json.dumps(broken))
     with pytest.raises(DataError, match="record 1 has no 'merged_path'"):
         AdobeComp1kDataset("list.json", data_root=str(root), pipeline=stage1_train_pipeline())
+
+
+@pytest.mark.parametrize("online_merge", [False, True])
+def test_a_foreground_of_another_size_names_the_key_the_sizes_and_the_record(tmp_path: Path, online_merge: bool):
+    root = fake_root(tmp_path)
+    cv2.imwrite(str(root / "fg" / "b.png"), np.full((6, 10, 3), 100, np.uint8))
+    (root / "ann.json").write_text(json.dumps(records()))
+    pipeline = stage1_train_pipeline()
+    if online_merge:
+        pipeline = [*pipeline[:3], MergeFgAndBg(), *pipeline[4:]]
+    dataset = AdobeComp1kDataset("ann.json", data_root=str(root), pipeline=pipeline)
+    dataset[(0, 1)]  # the good record passes
+    step = "MergeFgAndBg" if online_merge else "CropAroundUnknown"
+    with pytest.raises(DataError, match=rf"^{step}: fg is 10x6 but alpha is 8x8 \(WxH\); every image of a sample "
+                                        rf"must have the same size: fix or resize the fg file \[{root}/ann.json "
+                                        rf"record 1: alpha={root}/alpha/b.png, fg={root}/fg/b.png, bg="):
+        dataset[(1, 1)]

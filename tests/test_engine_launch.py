@@ -9,6 +9,7 @@ import torch
 
 from dimatting.engine import dist, launch
 from dimatting.engine.launch import load_run, train_main, train_parser
+from dimatting.engine.runconfig import TrainSettings
 from dimatting.engine.weights import load_start_weights, pretrained_vgg16_path, starting_checkpoint
 from dimatting.errors import CheckpointError, ConfigError
 
@@ -30,17 +31,20 @@ def test_work_dir_defaults_to_the_config_stem_and_follows_the_options() -> None:
     run = load_run(train_parser().parse_args([str(STAGE1)]))
     assert run.work_dir == Path("work_dirs") / STAGE1.stem
     run = load_run(train_parser().parse_args([str(STAGE1), "--cfg-options", "work_dir=/x/y", "train_cfg.max_iters=5"]))
-    assert (run.work_dir, run.max_iters, run.val_interval) == (Path("/x/y"), 5, 40000)
+    settings = TrainSettings.from_config(run.cfg, run.config_path)
+    assert (run.work_dir, settings.max_iters, settings.val_interval) == (Path("/x/y"), 5, 40000)
     run = load_run(train_parser().parse_args([str(STAGE1), "--work-dir", "/w"]))
     assert run.work_dir == Path("/w") and run.cfg["work_dir"] == "/w"
-    assert (run.best_metric, run.log_interval, run.checkpoint_interval, run.max_keep_ckpts) == ("SAD", 100, 40000, 3)
+    settings = TrainSettings.from_config(run.cfg, run.config_path)
+    assert (settings.best_metric, settings.log_interval, settings.checkpoint_interval, settings.max_keep_ckpts) == (
+        "SAD", 100, 40000, 3)
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert train_main([str(tmp_path / "missing.py")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "missing.py: config file not found" in err and "\n" not in err
-    assert train_main([str(STAGE1), "--launcher", "slurm"]) == 2
+    assert train_main([str(STAGE1), "--launcher", "mpi"]) == 2
     assert "not supported" in capsys.readouterr().err
     assert launch.test_main([str(STAGE1), str(tmp_path / "c.pth"), "--work-dir", str(tmp_path),
                       "--cfg-options", f"test_dataloader.dataset.data_root={tmp_path}"]) == 2

@@ -287,6 +287,12 @@ def test_format_table() -> None:
     assert len(format_table(result).splitlines()) == 4  # header, rule, mean
 
 
+def test_format_table_shows_only_the_metrics_the_result_holds() -> None:
+    result = {"protocol": "mmagic", "n": 2, "mean": {"SAD": 1.5}, "images": {"a": {"SAD": 1.0}, "b": {"SAD": 2.0}}}
+    table = format_table(result, per_image=True).splitlines()
+    assert table[1].split() == ["image", "SAD"] and table[-1].split() == ["mean", "(n=2)", "1.5000"]
+
+
 def test_metrics_module_does_not_import_torch() -> None:
     code = "import sys, dimatting.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

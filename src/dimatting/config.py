@@ -6,7 +6,7 @@ unchanged. The merge rules are the reference's (facts §1.8): bases are loaded f
 replaced; `_delete_=True` replaces a dict outright; a dict over a non-dict is an error; two sibling bases
 may not define the same top-level key. `--cfg-options` use the reference's value parsing.
 
-The engine reads only some keys (DESIGN.md "Keys the engine honours"). `check_keys` lists the others so
+The engine reads only some keys (docs/configs.md, "Keys the engine honours"). `check_keys` lists the others so
 they can be reported once as "not used", and turns a near-miss of an honoured key (`train_cfg.max_iter`)
 into an error instead of a silently ignored setting.
 """
@@ -427,7 +427,7 @@ def _inline(value: Any, where: str) -> str:
 
 # ------------------------------------------------------------------------------------------ key checks
 
-# DESIGN.md "Keys the engine honours"; `*` = the whole subtree.
+# docs/configs.md, "Keys the engine honours"; `*` = the whole subtree.
 HONOURED_KEYS: tuple[str, ...] = (
     "model.*",
     "train_cfg.max_iters",

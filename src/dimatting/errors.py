@@ -7,7 +7,12 @@ that line and exits non-zero; a traceback is shown only with `--debug`. Anything
 
 
 class DimattingError(Exception):
-    """Base class: the message is one line that names the file and the fix."""
+    """Base class: the message is one line that names the file and the fix.
+
+    The command line prints `<label>: <message>` and exits with `exit_code`."""
+
+    label = "error"
+    exit_code = 2
 
 
 class InputError(DimattingError):

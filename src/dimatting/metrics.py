@@ -396,11 +396,13 @@ _DECIMALS = {"SAD": 4, "MSE": 6, "GRAD": 4, "CONN": 4}
 
 
 def format_table(result: dict, per_image: bool = False) -> str:
-    """An aligned text table of an `evaluate` result: optional per-image rows, then the mean row."""
+    """An aligned text table of an `evaluate` result: optional per-image rows, then the mean row. Columns are
+    the metrics the result holds (a config may score a subset, e.g. `test_evaluator=[dict(type='SAD')]`)."""
+    names = [m for m in METRIC_NAMES if m in result["mean"]]
     rows = [(name, values) for name, values in result["images"].items()] if per_image else []
     rows.append((f"mean (n={result['n']})", result["mean"]))
-    cells = [[name] + [f"{values[m]:.{_DECIMALS[m]}f}" for m in METRIC_NAMES] for name, values in rows]
-    header = ["image", *METRIC_NAMES]
+    cells = [[name] + [f"{values[m]:.{_DECIMALS[m]}f}" for m in names] for name, values in rows]
+    header = ["image", *names]
     widths = [max(len(r[c]) for r in [*cells, header]) for c in range(len(header))]
 
     def line(r: list[str]) -> str:

@@ -98,3 +98,18 @@ def test_missing_pretrained_vgg16_names_the_path_and_the_option(tmp_path: Path) 
     assert proc.returncode == 2
     message = proc.stderr.strip().splitlines()[-1]
     assert ".cache/dimatting/vgg16.pth" in message and "model.backbone.encoder.init_cfg=None" in message
+
+
+def test_tools_test_with_a_subset_of_the_metrics(chained: Path) -> None:
+    """`test_evaluator=[dict(type='SAD')]`: the table, the log line and the json hold SAD only."""
+    config = chained / "sad_only.py"
+    config.write_text(f"_base_ = ['{CONFIGS / (STAGES[2] + '.py')}']\ntest_evaluator = [dict(type='SAD')]\n")
+    checkpoint = chained / "work_dirs" / STAGES[2] / "best_SAD_iter_2.pth"
+    proc = run_tool("test.py", config, checkpoint, "--out", chained / "sad.json",
+                    "--cfg-options", *tiny_stage_options("data/tiny"), cwd=chained)
+    result = json.loads((chained / "sad.json").read_text())
+    assert list(result["mean"]) == ["SAD"] and all(list(v) == ["SAD"] for v in result["images"].values())
+    table = proc.stdout.split("protocol: mmagic\n")[1].splitlines()
+    assert table[0].split() == ["image", "SAD"]
+    assert table[2].split() == ["mean", "(n=2)", f"{result['mean']['SAD']:.4f}"]
+    assert f"Iter(test) [2/2]    SAD: {result['mean']['SAD']:.4f}  data_time" in proc.stdout

@@ -145,9 +145,18 @@ class AdobeComp1kDataset:
             raise IndexError(f"sample {index} out of range for {len(self)} samples ({self.ann_file})")
         results = self.get_data_info(index % len(self))
         rng = np.random.RandomState(seed)
-        for transform in self.pipeline:
-            results = transform(results, rng)
+        try:
+            for transform in self.pipeline:
+                results = transform(results, rng)
+        except DataError as exc:  # a file went bad after start-up: say which annotation entry holds it
+            raise DataError(f"{exc} [{self.describe(index % len(self))}]") from None
         return results
+
+    def describe(self, index: int) -> str:
+        """`<ann_file> record <i>: key=path, ...`: where a sample comes from, for error messages."""
+        record = self.data_list[index]
+        paths = ", ".join(f"{k.removesuffix('_path')}={v}" for k, v in record.items() if k.endswith("_path"))
+        return f"{self.ann_file} record {index}: {paths}"
 
     def __repr__(self) -> str:
         return f"AdobeComp1kDataset(ann_file={self.ann_file!r}, n={len(self)}, test_mode={self.test_mode})"

@@ -58,6 +58,17 @@ def _interpolation(name: str, where: str) -> int:
     return INTERPOLATIONS[name]
 
 
+def check_same_size(results: Results, keys: Sequence[str], where: str) -> None:
+    """Every image under `keys` must be as large as the first (the alpha): a foreground or background of another
+    size would be cropped at the wrong place, or fail to composite, without saying which file is wrong."""
+    shapes = {key: results[key].shape[:2] for key in keys}
+    first, (h, w) = keys[0], shapes[keys[0]]
+    for key, (kh, kw) in shapes.items():
+        if (kh, kw) != (h, w):
+            raise DataError(f"{where}: {key} is {kw}x{kh} but {first} is {w}x{h} (WxH); every image of a sample "
+                            f"must have the same size: fix or resize the {key} file")
+
+
 def _resize(image: np.ndarray, size_wh: tuple[int, int], interpolation: str) -> np.ndarray:
     """cv2.resize to (w, h), keeping a trailing singleton channel (cv2 drops it)."""
     out = cv2.resize(image, size_wh, interpolation=INTERPOLATIONS[interpolation])
@@ -218,6 +229,7 @@ class CropAroundUnknown:
         self.interpolations = interps
 
     def __call__(self, results: Results, rng: np.random.RandomState) -> Results:
+        check_same_size(results, self.keys, "CropAroundUnknown")
         h, w = results[self.keys[0]].shape[:2]
         crop_h, crop_w = self.crop_sizes[rng.randint(len(self.crop_sizes))]
         ratio = max(crop_h / h, crop_w / w)
@@ -407,6 +419,7 @@ class MergeFgAndBg:
     """Online composite: `merged = fg * a + (1 - a) * bg`, a = alpha / 255, float32, not quantised."""
 
     def __call__(self, results: Results, rng: np.random.RandomState | None = None) -> Results:
+        check_same_size(results, ("alpha", "fg", "bg"), "MergeFgAndBg")
         alpha = results["alpha"].astype(np.float32) / 255.0
         if alpha.ndim == 2:
             alpha = alpha[:, :, None]

@@ -2,14 +2,15 @@
 
 Layout (loads in mmagic too, and here with plain `torch.load(weights_only=True)`): `meta` (epoch 0, iter,
 cfg text, seed, experiment_name, time, ...), `state_dict` (model, mmagic key names, on the CPU), `optimizer`
-(Adam's state dict), and ours: `scaler` (AMP) and `dimatting` (samples seen, best score, log window) —
-everything exact resume needs, as tensors and plain Python values only.
+(Adam's state dict), and ours: `scaler` (AMP) and `dimatting` (the run's `TrainState`) — everything exact
+resume needs, as tensors and plain Python values only.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 from torch import nn
 
 from dimatting import __version__
-from dimatting.checkpoint import save_checkpoint
+from dimatting.checkpoint import load_checkpoint, save_checkpoint
+from dimatting.engine.state import SECTION, TrainState
 from dimatting.errors import CheckpointError, ConfigError
 from dimatting.io import write_text
 
@@ -28,23 +30,15 @@ BEST_RE = re.compile(r"^best_(\w+?)_iter_(\d+)\.pth$")
 DATASET_META = {"dataset_type": "matting_dataset", "task_name": "matting"}
 
 
-def payload(
-    model: nn.Module,
-    optimizer: Any,
-    iteration: int,
-    seed: int,
-    cfg_text: str,
-    experiment_name: str,
-    state: dict[str, Any],
-    scaler: Any = None,
-) -> dict[str, Any]:
-    """The checkpoint dict; `state` is the engine's own resume state (plain values)."""
+def payload(model: nn.Module, optimizer: Any, scaler: Any, state: TrainState, cfg_text: str,
+            experiment_name: str) -> dict[str, Any]:
+    """The checkpoint dict, the one place it is built: mmagic's `meta`/`state_dict`/`optimizer`, and ours."""
     ckpt: dict[str, Any] = {
         "meta": {
             "epoch": 0,
-            "iter": iteration,
+            "iter": state.iteration,
             "cfg": cfg_text,
-            "seed": seed,
+            "seed": state.seed,
             "experiment_name": experiment_name,
             "time": time.strftime("%Y%m%d_%H%M%S", time.localtime()),
             "dimatting_version": __version__,
@@ -52,7 +46,7 @@ def payload(
         },
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
-        "dimatting": state,
+        SECTION: state.section(),
     }
     if scaler is not None and scaler.is_enabled():
         ckpt["scaler"] = scaler.state_dict()
@@ -76,12 +70,28 @@ def best_checkpoints(work_dir: Path, metric: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _write(path: Path, ckpt: dict[str, Any]) -> None:
+    """`save_checkpoint` with a one-line error when the disk is full or unwritable; the file is written to a
+    temporary name and renamed, so a failed write leaves every earlier checkpoint as it was."""
+    try:
+        save_checkpoint(path, ckpt)
+    except (OSError, RuntimeError) as exc:  # torch.save's zip writer reports a failed write as RuntimeError
+        if isinstance(exc, RuntimeError) and "write" not in str(exc).lower():
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[-1]
+        free = shutil.disk_usage(path.parent).free / 2**20 if path.parent.is_dir() else 0
+        raise CheckpointError(
+            f"{path}: writing the checkpoint failed ({reason}; {free:.0f} MiB free there); the earlier "
+            "checkpoints are intact: free disk space or pass --work-dir on another disk, then --resume"
+        ) from exc
+
+
 def save_iteration(work_dir: Path, ckpt: dict[str, Any], max_keep: int) -> Path:
     """Write `iter_<N>.pth`, point `last_checkpoint` at it, and drop the oldest beyond `max_keep` (> 0)."""
     iteration = ckpt["meta"]["iter"]
     logger.info("Saving checkpoint at %d iterations", iteration)
     path = work_dir / f"iter_{iteration}.pth"
-    save_checkpoint(path, ckpt)
+    _write(path, ckpt)
     write_text(work_dir / "last_checkpoint", str(path))
     if max_keep > 0:
         for _, old in iter_checkpoints(work_dir)[:-max_keep]:
@@ -94,11 +104,11 @@ def save_best(work_dir: Path, ckpt: dict[str, Any], metric: str) -> Path:
     """Write `best_<metric>_iter_<N>.pth` and remove the previous best of that metric."""
     iteration = ckpt["meta"]["iter"]
     path = work_dir / f"best_{metric}_iter_{iteration}.pth"
-    save_checkpoint(path, ckpt)
+    _write(path, ckpt)
     for _, old in best_checkpoints(work_dir, metric):
         if old != path:
             old.unlink(missing_ok=True)
-    logger.info("The best checkpoint with %.4f %s at %d iter is saved to %s", ckpt["dimatting"]["best"]["value"],
+    logger.info("The best checkpoint with %.4f %s at %d iter is saved to %s", ckpt[SECTION]["best"]["value"],
                 metric, iteration, path.name)
     return path
 
@@ -134,28 +144,44 @@ def stage_checkpoint(stem: str, metric: str = "SAD", root: Path = Path("work_dir
     )
 
 
-def resume_path(work_dir: Path, resume: bool | str | None) -> Path | None:
-    """`--resume` (True: the work dir's last checkpoint; a path: that file) -> the file to resume, or None."""
+def resume_candidates(work_dir: Path) -> list[Path]:
+    """Checkpoints `--resume` may continue from, best first: the one `last_checkpoint` names, then every
+    `iter_N.pth` from the newest down."""
+    named = last_checkpoint(work_dir)
+    ordered = [named] if named is not None else []
+    return ordered + [p for _, p in reversed(iter_checkpoints(work_dir)) if p != named]
+
+
+def find_resume(work_dir: Path, resume: bool | str | None) -> tuple[Path, dict[str, Any], TrainState] | None:
+    """`--resume` -> (file, checkpoint, its TrainState), or None to start from scratch.
+
+    A named file must load. With `--resume` alone, a corrupt or truncated newest checkpoint (a node died
+    mid-write, a disk filled) is skipped with a warning naming it, for the newest one that loads; when there
+    are checkpoints but none loads, training stops rather than silently starting again. A work dir without
+    any checkpoint starts from scratch with a warning, as the reference does.
+    """
     if not resume:
         return None
     if isinstance(resume, str):
         path = Path(resume)
         if not path.is_file():
             raise CheckpointError(f"{path}: --resume checkpoint not found; check the path or use --resume alone")
-        return path
-    path = last_checkpoint(work_dir)
-    if path is None:
+        ckpt = load_checkpoint(path)
+        return path, ckpt, TrainState.from_checkpoint(ckpt, path)
+    candidates = resume_candidates(work_dir)
+    if not candidates:
+        if (work_dir / "last_checkpoint").is_file():
+            raise CheckpointError(f"{work_dir / 'last_checkpoint'}: names a checkpoint that is gone and no "
+                                  "iter_N.pth is left to resume; restore the file or start a new --work-dir")
         logger.warning("Did not find last_checkpoint to be resumed in %s; training from the start.", work_dir)
-    return path
-
-
-def check_resumable(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Our engine state of a checkpoint; a clear error for files that cannot be resumed exactly."""
-    state = ckpt.get("dimatting")
-    meta = ckpt.get("meta")
-    if not isinstance(state, dict) or not isinstance(meta, dict) or "optimizer" not in ckpt:
-        raise ConfigError(
-            f"{path}: not a dimatting training checkpoint (no optimizer/resume state); "
-            "use it as starting weights with --cfg-options load_from=PATH instead of --resume"
-        )
-    return state
+        return None
+    for path in candidates:
+        try:
+            ckpt = load_checkpoint(path)
+            return path, ckpt, TrainState.from_checkpoint(ckpt, path)
+        except (CheckpointError, ConfigError) as exc:
+            logger.warning("Cannot resume from %s (%s); trying an older checkpoint", path, exc)
+    raise CheckpointError(
+        f"{work_dir}: none of its {len(candidates)} checkpoints can be resumed ({', '.join(p.name for p in candidates)}"
+        "); see the warnings above, restore a good file or start a new --work-dir"
+    )

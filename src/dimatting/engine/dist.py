@@ -1,6 +1,7 @@
-"""Process group from torchrun's environment, and the few collective helpers the engine needs.
+"""Process group from torchrun's or SLURM's environment, and the few collective helpers the engine needs.
 
-torchrun (what `tools/dist_train.sh` runs) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+torchrun (what `tools/dist_train.sh` runs) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
+under `srun` (`tools/slurm_train.sh`, `--launcher slurm`) they are derived from SLURM's variables.
 Everything here degrades to a no-op in a single process, so the training loop reads the same either way:
 `is_main()` guards logging and saving, `gather_objects` collects per-rank results for the metrics.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -52,13 +54,45 @@ def pick_device(local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: `gpu[07-09,12],cpu3` -> `gpu07` (what `scontrol show hostnames`
+    prints first; parsed here so that no SLURM binary is needed)."""
+    match = re.match(r"([^\[,]*)(?:\[([^\]]*)\])?([^,]*)", nodelist.strip())
+    if not match or not match.group(0):
+        raise ConfigError(f"SLURM_NODELIST={nodelist!r} is not a node list; set MASTER_ADDR to the first node's name")
+    prefix, ranges, suffix = match.groups()
+    first = re.split(r"[,-]", ranges)[0] if ranges else ""
+    return f"{prefix}{first}{suffix}"
+
+
+def slurm_environment() -> None:
+    """torchrun's variables from `srun`'s (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE,
+    SLURM_NODELIST), as mmengine's SLURM launcher does; MASTER_ADDR/MASTER_PORT already set are kept (the
+    reference's slurm_train.sh exports a port), else the first node and port 29500."""
+    missing = [name for name in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_NODELIST") if name not in os.environ]
+    if missing:
+        raise ConfigError(f"--launcher slurm needs srun's environment ({', '.join(missing)} not set); start it "
+                          "with ./tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR")
+    os.environ["RANK"] = os.environ["SLURM_PROCID"]
+    os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+    per_node = os.environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    if per_node.isdigit():
+        os.environ["LOCAL_WORLD_SIZE"] = per_node
+    os.environ.setdefault("MASTER_ADDR", first_host(os.environ["SLURM_NODELIST"]))
+    os.environ.setdefault("MASTER_PORT", "29500")
+
+
 def init_distributed(launcher: str = "none", dist_cfg: dict | None = None) -> DistInfo:
-    """Join torchrun's process group when launched with `--launcher pytorch` (or WORLD_SIZE > 1).
+    """Join the process group when launched with `--launcher pytorch` (torchrun), `--launcher slurm` (srun), or
+    with WORLD_SIZE > 1.
 
     Backend: `env_cfg.dist_cfg.backend` (the configs say nccl) on GPU; gloo on CPU, where nccl cannot run.
     """
-    if launcher not in ("none", "pytorch"):
-        raise ConfigError(f"--launcher {launcher} is not supported; use 'none' or 'pytorch' (torchrun)")
+    if launcher not in ("none", "pytorch", "slurm"):
+        raise ConfigError(f"--launcher {launcher} is not supported; use 'none', 'pytorch' (torchrun) or 'slurm'")
+    if launcher == "slurm":
+        slurm_environment()
     world_size = _env_int("WORLD_SIZE", 1)
     if launcher == "none" and world_size == 1:
         return DistInfo(device=pick_device(0))
@@ -110,15 +144,15 @@ def gather_objects(obj: object) -> list[object]:
     return out
 
 
-def all_ranks_ok(ok: bool, device: torch.device | None = None) -> bool:
-    """True only if `ok` holds on every rank, so that all ranks stop together (e.g. on a NaN loss).
-
-    One small all-reduce on `device` (the process's compute device: nccl needs a CUDA tensor)."""
+def all_reduce_int(value: int, op: str, device: torch.device | None = None) -> int:
+    """The max or min of `value` over all ranks (`op` 'max' or 'min'), so that every rank takes the same
+    decision (stop on a signal, stop at the first NaN). One small all-reduce on `device`, the process's compute
+    device (nccl needs a CUDA tensor); in a single process the value itself."""
     if not (tdist.is_available() and tdist.is_initialized()):
-        return bool(ok)
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
-    tdist.all_reduce(flag, op=tdist.ReduceOp.MIN)
-    return bool(flag.item())
+        return int(value)
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    tdist.all_reduce(tensor, op=tdist.ReduceOp.MAX if op == "max" else tdist.ReduceOp.MIN)
+    return int(tensor.item())
 
 
 def cleanup() -> None:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dimatting.data import collate
-from dimatting.engine import dist
+from dimatting.engine import dist, quickstart
 from dimatting.engine.logging import progress_line
 from dimatting.io import write_image
 from dimatting.metrics import compute_metrics, sad
@@ -27,7 +27,7 @@ from dimatting.models.dim import postprocess_alpha
 
 logger = logging.getLogger("dimatting")
 
-# Our metric keys (DESIGN.md schema) and the names the reference logs them under, in the configs' order.
+# Our metric keys (the result dict's, docs/metrics.md) and the names the reference logs them under, in the configs' order.
 REFERENCE_NAMES = {"SAD": "SAD", "MSE": "MattingMSE", "GRAD": "GradientError", "CONN": "ConnectivityError"}
 EVALUATOR_TYPES = {v: k for k, v in REFERENCE_NAMES.items()}
 PROGRESS_EVERY = 100
@@ -36,11 +36,6 @@ PROGRESS_EVERY = 100
 def _name_of(metainfo: dict, index: int) -> str:
     path = metainfo.get("merged_path") or metainfo.get("alpha_path")
     return Path(path).stem if path else f"{index:06d}"
-
-
-def _half_alpha(trimap: np.ndarray) -> np.ndarray:
-    """The trivial matte: 0/1 on the known trimap, 0.5 in the unknown region (the quickstart's baseline)."""
-    return np.where(trimap == 255, 1.0, np.where(trimap == 0, 0.0, 0.5)).astype(np.float64)
 
 
 @torch.no_grad()
@@ -54,10 +49,10 @@ def evaluate_dataset(
     save_dir: Path | None = None,
     baseline: bool = False,
 ) -> tuple[dict, dict[str, float]]:
-    """Predict and score every image; returns (the DESIGN.md result dict, run statistics), on every rank.
+    """Predict and score every image; returns (the metric result dict, run statistics), on every rank.
 
     Statistics: mean `time` and `data_time` per image and, with `baseline`, `baseline_SAD` (the mean SAD
-    of the alpha=0.5 matte, what the quickstart compares against).
+    of the trivial alpha=0.5 matte (`quickstart.trivial_alpha`), computed only then.
     """
     total = len(dataset)
     indices = list(range(info.rank, total, info.world_size))
@@ -80,7 +75,8 @@ def evaluate_dataset(
         scores = compute_metrics(alpha, gt, trimap, name=name, only=tuple(keys))
         if save_dir is not None:
             write_image(save_dir / f"{name}.png", alpha)
-        local.append((index, name, {k: float(scores[k]) for k in keys}, sad(_half_alpha(trimap), gt, trimap)))
+        half = sad(quickstart.trivial_alpha(trimap), gt, trimap) if baseline else 0.0
+        local.append((index, name, {k: float(scores[k]) for k in keys}, half))
         times.append(time.perf_counter() - tick)
         done = len(local) * info.world_size
         if info.is_main and done % PROGRESS_EVERY < info.world_size and done < total:

@@ -1,7 +1,8 @@
 """Command lines of `tools/train.py` and `tools/test.py` (the reference's argument names), as functions.
 
 The tools are three-line wrappers around `train_main`/`test_main`, so they work from a fresh clone after
-`pip install -e .` and tests can call them in-process. Errors meant for people print one line and exit 2.
+`pip install -e .` and tests can call them in-process. Errors meant for people print one line and exit 2
+(a run stopped by SIGTERM/SIGINT after saving: 128 + the signal number).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from dimatting import config
-from dimatting.engine import dist
+from dimatting.engine import dist, quickstart
 from dimatting.engine.logging import close_logs, error_to_files
 from dimatting.engine.runconfig import RunConfig
 from dimatting.errors import ConfigError, DimattingError
@@ -28,7 +29,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config settings, e.g. train_cfg.max_iters=100 randomness.seed=0")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher ('pytorch' = torchrun, what dist_train.sh uses)")
+                        help="job launcher ('pytorch' = torchrun, what dist_train.sh uses; 'slurm' = srun, what "
+                             "slurm_train.sh uses)")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
@@ -56,8 +58,9 @@ def test_parser() -> argparse.ArgumentParser:
 
 def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = False) -> RunConfig:
     """Config + --cfg-options + work dir (CLI, else the config's `work_dir`, else ./work_dirs/<stem>)."""
-    if args.launcher in ("slurm", "mpi"):
-        raise ConfigError(f"--launcher {args.launcher} is not supported; use torchrun (./tools/dist_train.sh)")
+    if args.launcher == "mpi":
+        raise ConfigError("--launcher mpi is not supported; use torchrun (./tools/dist_train.sh) or srun "
+                          "(./tools/slurm_train.sh)")
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     path = Path(args.config)
     if not path.is_file():
@@ -71,23 +74,6 @@ def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = F
     return RunConfig(cfg=cfg, config_path=path, work_dir=work_dir, resume=resume, amp=amp, launcher=args.launcher)
 
 
-def prepare_quickstart_data(run: RunConfig) -> None:
-    """The quickstart's `quickstart.synthetic` settings: write the synthetic set if its json is missing."""
-    settings = (run.cfg.get("quickstart") or {}).get("synthetic")
-    if not settings:
-        return
-    from dimatting.data.synthetic import make_synthetic
-
-    dataset = run.cfg["train_dataloader"]["dataset"]
-    root = Path(dataset.get("data_root", "."))
-    info = dist.init_distributed(run.launcher, run.cfg.get("env_cfg", {}).get("dist_cfg"))
-    if info.is_main and not (root / dataset["ann_file"]).is_file():
-        print(f"Making the synthetic dataset in {root} (first run only)", flush=True)
-        make_synthetic(root, int(settings["n_train"]), int(settings["n_test"]), seed=int(settings.get("seed", 0)),
-                       size=tuple(settings.get("size", (320, 320))))
-    dist.barrier()
-
-
 def _run(func, args: argparse.Namespace) -> int:
     # Before any parallel torch work: the flag is per thread, and threads started later inherit it.
     torch.set_flush_denormal(True)
@@ -98,8 +84,8 @@ def _run(func, args: argparse.Namespace) -> int:
         if args.debug:
             raise
         error_to_files(str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
     finally:
         close_logs()
         dist.cleanup()
@@ -110,9 +96,9 @@ def _train(args: argparse.Namespace) -> None:
     from dimatting.engine.trainer import train
 
     run = load_run(args, resume=args.resume, amp=args.amp)
-    prepare_quickstart_data(run)
+    quickstart.prepare_data(run.cfg, run.launcher)
     result = train(run)
-    if (run.cfg.get("quickstart") or {}).get("test"):
+    if quickstart.settings(run.cfg).get("test"):
         checkpoint = result.best or result.last
         logger.info("Testing %s on the test set", checkpoint)
         test(run, checkpoint, baseline=True, start_logging=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import sys
 import time
 from collections import deque
@@ -73,16 +72,18 @@ def error_to_files(message: str) -> None:
 
 
 def close_logs() -> None:
-    """Flush and detach the run's handlers (tests run several trainings in one process)."""
+    """Flush and detach the run's console and file handlers, so that a later run in the same process (tests run
+    several) does not write through handlers bound to streams that are gone."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
-        if isinstance(handler, logging.FileHandler):
-            logger.removeHandler(handler)
-            handler.close()
+        logger.removeHandler(handler)
+        handler.close()
 
 
 class JsonLines:
-    """Append-only JSON-lines files (flushed per line so a killed run keeps everything it logged)."""
+    """Append-only JSON-lines files, written through at once so a killed process keeps everything it logged
+    (no fsync: that would make every log write wait for the disk, and a checkpoint, not the log, is what a
+    run resumes from)."""
 
     def __init__(self, *paths: Path) -> None:
         self.paths = paths
@@ -90,12 +91,13 @@ class JsonLines:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: dict) -> None:
-        line = json.dumps(record) + "\n"
+        self.write_many([record])
+
+    def write_many(self, records: list[dict]) -> None:
+        text = "".join(json.dumps(record) + "\n" for record in records)
         for path in self.paths:
             with open(path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+                f.write(text)
 
 
 class Window:

@@ -1,14 +1,16 @@
-"""A training/test run's settings, read once from the config (DESIGN.md "Keys the engine honours").
+"""A run's command-line choices (`RunConfig`) and the config values training reads (`TrainSettings`).
 
-Keeping the config lookups here leaves the loop in `trainer.py` free of `.get(..., default)` chains.
+The honoured keys are listed in docs/configs.md. `TrainSettings` resolves and checks them once, into a frozen
+object, so the loop in `trainer.py` is free of `.get(..., default)` chains and a bad value fails at start-up.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,12 @@ import numpy as np
 import torch
 
 from dimatting import __version__, config
-from dimatting.engine import checkpointing, dist
+from dimatting.engine import dist, quickstart
 from dimatting.engine.evaluation import EVALUATOR_TYPES, REFERENCE_NAMES
 from dimatting.engine.logging import add_file_log, setup_console, timestamp
-from dimatting.engine.sampler import InfiniteSeededSampler
 from dimatting.errors import ConfigError
 
 logger = logging.getLogger("dimatting")
-
-# Top-level keys of ours that only the quickstart uses (handled by `launch.py`).
-ENGINE_KEYS = ("quickstart",)
 
 
 def _get(cfg: dict, dotted: str, default: Any = None) -> Any:
@@ -36,6 +34,76 @@ def _get(cfg: dict, dotted: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+def _best_metric(cfg: dict) -> str | None:
+    """Our key of the metric whose best value is kept (`save_best`; absent -> SAD, None -> none)."""
+    hook = _get(cfg, "default_hooks.checkpoint", {}) or {}
+    name = hook.get("save_best", "SAD")
+    if name is None or name is False:
+        return None
+    if name == "auto":
+        name = "SAD"
+    if isinstance(name, (list, tuple)):
+        name = name[0]
+    key = EVALUATOR_TYPES.get(name, name)
+    if key not in REFERENCE_NAMES:
+        raise ConfigError(f"default_hooks.checkpoint.save_best={name!r}: use SAD, MattingMSE, GradientError "
+                          "or ConnectivityError")
+    if hook.get("rule", "less") != "less":
+        raise ConfigError("default_hooks.checkpoint.rule must be 'less': lower is better for all DIM metrics")
+    return key
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every config value the training loop reads, resolved and checked once at start-up."""
+
+    max_iters: int
+    val_interval: int
+    validates: bool
+    val_workers: int
+    checkpoint_interval: int
+    max_keep_ckpts: int
+    best_metric: str | None
+    log_interval: int
+    deterministic: bool
+    cudnn_benchmark: bool  # cuDNN's autotuner (`env_cfg.cudnn_benchmark`; the seed configs keep False)
+    experiment_name: str
+    batch_size: int
+    num_workers: int
+    shuffle: bool
+
+    @classmethod
+    def from_config(cls, cfg: dict, config_path: Path) -> TrainSettings:
+        max_iters = _get(cfg, "train_cfg.max_iters")
+        if not isinstance(max_iters, int) or max_iters <= 0:
+            raise ConfigError(f"{config_path}: train_cfg.max_iters must be a positive integer, got {max_iters!r}")
+        return cls(
+            max_iters=max_iters,
+            val_interval=int(_get(cfg, "train_cfg.val_interval") or max_iters),
+            validates=bool(_get(cfg, "val_dataloader.dataset")) and cfg.get("val_evaluator") is not None,
+            val_workers=int(_get(cfg, "val_dataloader.num_workers", 0) or 0),
+            checkpoint_interval=int(_get(cfg, "default_hooks.checkpoint.interval") or max_iters),
+            max_keep_ckpts=int(_get(cfg, "default_hooks.checkpoint.max_keep_ckpts", -1)),
+            best_metric=_best_metric(cfg),
+            log_interval=int(_get(cfg, "default_hooks.logger.interval", 100) or 100),
+            deterministic=bool(_get(cfg, "randomness.deterministic", False)),
+            cudnn_benchmark=bool(_get(cfg, "env_cfg.cudnn_benchmark", False)),
+            experiment_name=str(cfg.get("experiment_name") or config_path.stem),
+            batch_size=int(_get(cfg, "train_dataloader.batch_size", 1)),
+            num_workers=int(_get(cfg, "train_dataloader.num_workers", 0) or 0),
+            shuffle=bool(_get(cfg, "train_dataloader.sampler.shuffle", True)),
+        )
+
+    def validates_at(self, iteration: int) -> bool:
+        return self.validates and (iteration % self.val_interval == 0 or iteration == self.max_iters)
+
+    def saves_at(self, iteration: int) -> bool:
+        return iteration % self.checkpoint_interval == 0 or iteration == self.max_iters
+
+    def logs_at(self, iteration: int) -> bool:
+        return iteration % self.log_interval == 0 or iteration == self.max_iters
 
 
 @dataclass
@@ -48,71 +116,11 @@ class RunConfig:
     resume: bool | str = False
     amp: bool = False
     launcher: str = "none"
-    cfg_text: str = field(default="", repr=False)
 
-    # ---- keys ---------------------------------------------------------------------------------------
-    @property
-    def max_iters(self) -> int:
-        value = _get(self.cfg, "train_cfg.max_iters")
-        if not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{self.config_path}: train_cfg.max_iters must be a positive integer, got {value!r}")
-        return value
-
-    @property
-    def val_interval(self) -> int:
-        return int(_get(self.cfg, "train_cfg.val_interval") or self.max_iters)
-
-    @property
-    def validates(self) -> bool:
-        return bool(_get(self.cfg, "val_dataloader.dataset")) and self.cfg.get("val_evaluator") is not None
-
-    @property
-    def val_workers(self) -> int:
-        return int(_get(self.cfg, "val_dataloader.num_workers", 0) or 0)
-
-    @property
-    def checkpoint_interval(self) -> int:
-        return int(_get(self.cfg, "default_hooks.checkpoint.interval") or self.max_iters)
-
-    @property
-    def max_keep_ckpts(self) -> int:
-        return int(_get(self.cfg, "default_hooks.checkpoint.max_keep_ckpts", -1))
-
-    @property
-    def best_metric(self) -> str | None:
-        """Our key of the metric whose best value is kept (`save_best`; absent -> SAD, None -> none)."""
-        hook = _get(self.cfg, "default_hooks.checkpoint", {}) or {}
-        name = hook.get("save_best", "SAD")
-        if name is None or name is False:
-            return None
-        if name == "auto":
-            name = "SAD"
-        if isinstance(name, (list, tuple)):
-            name = name[0]
-        key = EVALUATOR_TYPES.get(name, name)
-        if key not in REFERENCE_NAMES:
-            raise ConfigError(f"default_hooks.checkpoint.save_best={name!r}: use SAD, MattingMSE, GradientError "
-                              "or ConnectivityError")
-        if hook.get("rule", "less") != "less":
-            raise ConfigError("default_hooks.checkpoint.rule must be 'less': lower is better for all DIM metrics")
-        return key
-
-    @property
-    def log_interval(self) -> int:
-        return int(_get(self.cfg, "default_hooks.logger.interval", 100) or 100)
-
-    @property
-    def deterministic(self) -> bool:
-        return bool(_get(self.cfg, "randomness.deterministic", False))
-
-    @property
-    def cudnn_benchmark(self) -> bool:
-        """cuDNN's autotuner (`env_cfg.cudnn_benchmark`; the seed configs keep the reference's False)."""
-        return bool(_get(self.cfg, "env_cfg.cudnn_benchmark", False))
-
-    @property
-    def experiment_name(self) -> str:
-        return str(self.cfg.get("experiment_name") or self.config_path.stem)
+    @functools.cached_property
+    def cfg_text(self) -> str:
+        """The config as Python text, as checkpoints and the log store it."""
+        return config.pretty_text(self.cfg)
 
     def seed(self, info: dist.DistInfo) -> int:
         """`randomness.seed`, or a fresh random seed chosen on rank 0 (logged and stored in checkpoints)."""
@@ -123,17 +131,11 @@ class RunConfig:
                         "repeat the run with --cfg-options randomness.seed=%d)", seed, seed)
         return int(seed)
 
-    def train_sampler(self, length: int, seed: int, info: dist.DistInfo, start: int) -> InfiniteSeededSampler:
-        shuffle = bool(_get(self.cfg, "train_dataloader.sampler.shuffle", True))
-        return InfiniteSeededSampler(length, seed, info.rank, info.world_size, start=start, shuffle=shuffle)
-
-    # ---- start-up -----------------------------------------------------------------------------------
     def start_logging(self, info: dist.DistInfo, dump_config: bool = True) -> tuple[str, Path]:
         """Console + file log, config dump and the start-up block; returns (timestamp, log dir)."""
         setup_console(info.is_main)
         stamp = str(dist.broadcast_object(timestamp()))
         log_dir = self.work_dir / stamp
-        self.cfg_text = config.pretty_text(self.cfg)
         if info.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             add_file_log(log_dir, stamp)
@@ -142,17 +144,12 @@ class RunConfig:
                 config.dump(self.cfg, log_dir / "vis_data" / "config.py")
         logger.info(environment_block(info))
         logger.info("Config:\n%s", self.cfg_text)
-        unused = [k for k in config.check_keys(self.cfg) if k.split(".")[0] not in ENGINE_KEYS]
+        unused = [k for k in config.check_keys(self.cfg) if k.split(".")[0] != quickstart.CONFIG_KEY]
         if unused:
             logger.info("Config keys not used by dimatting (kept for mmagic compatibility): %s", ", ".join(unused))
         logger.info("Working directory: %s", self.work_dir)
         logger.info("Log directory: %s", log_dir.resolve())
         return stamp, log_dir
-
-    def payload(self, model, optimizer, scaler, iteration: int, seed: int, state: dict, stamp: str) -> dict:
-        return checkpointing.payload(
-            model, optimizer, iteration, seed, self.cfg_text, f"{self.experiment_name}_{stamp}", state, scaler
-        )
 
 
 def environment_block(info: dist.DistInfo) -> str:

@@ -1,8 +1,14 @@
 """The training loop, top to bottom: config -> data -> model -> Adam -> iterate -> validate -> checkpoint.
 
-Exact resume is a property of the design, not of saved RNG states: the data stream is a pure function of
-(seed, global sample number) (see `sampler.py`), the model has no dropout, so model + optimizer (+ AMP
-scaler) + iteration + seed is the whole state. A resumed run's losses equal an uninterrupted run's bit for bit.
+`train()` reads like torchvision's reference scripts: build the pieces, then loop over iterations, each one
+`train_step()` (forward, losses, backward, Adam), the bookkeeping of `LossLog`, and `validate_and_save()`.
+Everything a resumed run needs besides the weights, Adam and the AMP scaler is one `TrainState`, stored as
+the checkpoint's own section; the data stream is a pure function of (seed, global sample number)
+(`sampler.py`), so a resumed run's losses equal an uninterrupted run's bit for bit.
+
+Faults a long run meets on a cluster end in one clear line and leave the checkpoints usable: a NaN loss, a
+sample that went bad after start-up, a full disk while saving; SIGTERM/SIGINT save a checkpoint first
+(`preemption.py`). Under DDP every such decision is agreed by all ranks, so they stop at the same iteration.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +30,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from dimatting import registry
-from dimatting.checkpoint import load_checkpoint
 from dimatting.data import collate
 from dimatting.engine import checkpointing, dist
 from dimatting.engine.evaluation import REFERENCE_NAMES, evaluate_dataset, reference_metrics
-from dimatting.engine.logging import JsonLines, Window, memory_mb, summary_line, train_line
-from dimatting.engine.runconfig import RunConfig
+from dimatting.engine.logging import JsonLines, memory_mb, summary_line, train_line
+from dimatting.engine.preemption import StopRequest, TrainingStopped, ignore_stop_signals
+from dimatting.engine.runconfig import RunConfig, TrainSettings
+from dimatting.engine.sampler import InfiniteSeededSampler
+from dimatting.engine.state import TrainState
 from dimatting.engine.weights import (
     apply_model_init_cfg,
     init_pretrained_encoder,
     load_start_weights,
     starting_checkpoint,
 )
-from dimatting.errors import ConfigError, DimattingError
+from dimatting.errors import ConfigError, DataError, DimattingError
 
 logger = logging.getLogger("dimatting")
 # `Exp name: <experiment_name>_<timestamp>` every this many iterations, as the reference's LoggerHook
@@ -63,6 +72,29 @@ class LossStep(nn.Module):
         return self.model.compute_losses(x, gt_alpha, gt_fg, gt_bg, gt_merged)
 
 
+@dataclass
+class Training:
+    """What the loop trains and how: the model, its loss step (DDP-wrapped when distributed), Adam, the AMP
+    scaler, the device and the run's identity (config text and experiment name, stored in checkpoints)."""
+
+    model: nn.Module
+    step: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    info: dist.DistInfo
+    amp: bool
+    cfg_text: str
+    experiment_name: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    def checkpoint(self, state: TrainState) -> dict[str, Any]:
+        return checkpointing.payload(self.model, self.optimizer, self.scaler, state, self.cfg_text,
+                                     self.experiment_name)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (model init draws from torch's global RNG)."""
     random.seed(seed)
@@ -73,7 +105,8 @@ def seed_everything(seed: int) -> None:
 def seed_worker(worker_id: int, seed: int, num_workers: int, rank: int) -> None:
     """Per-worker global seeds like the reference (seed + worker_id + num_workers*rank). Augmentations do
     not use them (they get their own RandomState per sample); this only keeps stray global draws
-    reproducible."""
+    reproducible. Workers leave SIGTERM/SIGINT to the training process."""
+    ignore_stop_signals()
     seed_everything(seed + worker_id + num_workers * rank)
 
 
@@ -87,7 +120,9 @@ def flush_denormals(device: torch.device) -> None:
 
 
 def make_batch(batch: dict, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Network input and RGB [0,1] targets from a collated training batch (facts §5, trap 7)."""
+    """Network input (normalised RGB + trimap/255) and the RGB [0,1] targets alpha, fg, bg, merged from a
+    collated training batch; the merged target is the composite file (or the online merge), not a
+    recomposition."""
     pre = model.data_preprocessor
     samples = batch["data_samples"]
     height, width = batch["inputs"].shape[-2:]
@@ -110,171 +145,6 @@ def autocast_context(amp: bool, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def train(run: RunConfig) -> TrainResult:
-    """Train the model `run.cfg` describes; rank 0 logs and saves into `run.work_dir`."""
-    cfg = run.cfg
-    info = dist.init_distributed(run.launcher, cfg.get("env_cfg", {}).get("dist_cfg"))
-    device = info.device
-    stamp, log_dir = run.start_logging(info)
-
-    # ---- resume state, seed, determinism -------------------------------------------------------------
-    resume_file = checkpointing.resume_path(run.work_dir, run.resume)
-    resume_ckpt = load_checkpoint(resume_file) if resume_file else None
-    state = checkpointing.check_resumable(resume_ckpt, resume_file) if resume_ckpt else {}
-    seed = resume_ckpt["meta"]["seed"] if resume_ckpt else run.seed(info)
-    logger.info("Set random seed to %d, deterministic: %s", seed, run.deterministic)
-    torch.backends.cudnn.benchmark = run.cudnn_benchmark and not run.deterministic
-    if run.deterministic:
-        torch.use_deterministic_algorithms(True)
-    seed_everything(seed)
-    flush_denormals(device)
-
-    # ---- model and its starting weights --------------------------------------------------------------
-    model = registry.build_model(cfg["model"])
-    model.init_weights()
-    apply_model_init_cfg(model)
-    if resume_ckpt:
-        logger.info("Resume from %s (iteration %d)", resume_file, resume_ckpt["meta"]["iter"])
-        model.load_state_dict(resume_ckpt["state_dict"], strict=True)
-    elif (start := starting_checkpoint(cfg)) is not None:
-        load_start_weights(model, start)
-    else:
-        init_pretrained_encoder(model)
-    model.to(device)
-    model.train()
-
-    # ---- optimiser (all parameters, one group, as the reference) and AMP -----------------------------
-    opt_cfg = dict(cfg["optim_wrapper"]["optimizer"])
-    opt_type = opt_cfg.pop("type", "Adam")
-    optimizer = build_optimizer(opt_type, model.parameters(), opt_cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=run.amp and device.type == "cuda")
-    if run.amp and device.type == "cpu":
-        logger.info("--amp on CPU: using bfloat16 autocast (no loss scaling)")
-    if resume_ckpt:
-        optimizer.load_state_dict(resume_ckpt["optimizer"])
-        if "scaler" in resume_ckpt and scaler.is_enabled():
-            scaler.load_state_dict(resume_ckpt["scaler"])
-    start_iter = resume_ckpt["meta"]["iter"] if resume_ckpt else 0
-    samples_seen = state.get("samples_seen", 0)
-    best = state.get("best")
-    window = Window(state.get("log_window"))
-
-    # ---- data: the infinite seeded sampler starts where the checkpoint stopped -----------------------
-    loader_cfg = cfg["train_dataloader"]
-    batch_size = int(loader_cfg.get("batch_size", 1))
-    num_workers = int(loader_cfg.get("num_workers", 0))
-    dataset = registry.build_dataset(loader_cfg["dataset"])
-    batches_per_epoch = math.ceil(len(dataset) / batch_size)  # the reference's train DataLoader length
-    sampler = run.train_sampler(len(dataset), seed, info, samples_seen)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=functools.partial(seed_worker, seed=seed, num_workers=num_workers, rank=info.rank),
-        persistent_workers=False,
-    )
-    val_dataset = registry.build_dataset(cfg["val_dataloader"]["dataset"]) if run.validates else None
-    val_keys = registry.metric_keys(cfg["val_evaluator"], "val_evaluator") if run.validates else []
-    step = LossStep(model)
-    if info.distributed:
-        step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
-
-    # ---- the loop ------------------------------------------------------------------------------------
-    vis = log_dir / "vis_data"
-    per_iter = JsonLines(vis / "train_losses.json") if info.is_main else None
-    scalars = JsonLines(vis / "scalars.json", vis / f"{stamp}.json") if info.is_main else None
-    max_iters, last_path = run.max_iters, None
-    best_name = REFERENCE_NAMES[run.best_metric] if run.best_metric else ""
-    found = checkpointing.best_checkpoints(run.work_dir, best_name) if best_name else []
-    best_path = found[-1][1] if found else None
-    run_time, run_iters = 0.0, 0
-    logger.info("Checkpoints will be saved to %s.", run.work_dir)
-    data_iter = iter(loader)
-    tick = time.perf_counter()
-    for it in range(start_iter + 1, max_iters + 1):
-        batch = next(data_iter)
-        data_time = time.perf_counter() - tick
-        inputs = make_batch(batch, model, device)
-        try:
-            with autocast_context(run.amp, device):
-                losses = step(*inputs)
-            loss = sum(losses.values())
-            finite = dist.all_ranks_ok(bool(torch.isfinite(loss)), device)
-            if not finite:
-                raise DimattingError(
-                    f"loss is {loss.item()} at iteration {it}: training stopped; the last good checkpoint is "
-                    f"{last_path or checkpointing.last_checkpoint(run.work_dir) or 'none (none saved yet)'}; "
-                    "lower the lr with --cfg-options optim_wrapper.optimizer.lr=... or resume with --resume"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        except torch.cuda.OutOfMemoryError as exc:
-            raise DimattingError(
-                f"CUDA out of memory at iteration {it} ({device}); lower the batch or crop size, e.g. --cfg-options "
-                "train_dataloader.batch_size=1 or train_pipeline crop sizes, or use --amp"
-            ) from exc
-        samples_seen += batch_size * info.world_size
-        iter_time = time.perf_counter() - tick
-        run_time, run_iters = run_time + iter_time, run_iters + 1
-        values = {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
-        window.update({"time": iter_time, "data_time": data_time, **values})
-        if per_iter is not None:
-            per_iter.write({"iter": it, **values})
-
-        if it % EXP_NAME_INTERVAL == 0 or it == batches_per_epoch:  # the reference's LoggerHook does both
-            logger.info("Exp name: %s_%s", run.experiment_name, stamp)
-        if it % run.log_interval == 0 or it == max_iters:
-            lr = optimizer.param_groups[0]["lr"]
-            memory = memory_mb(device)
-            eta = run_time / run_iters * (max_iters - it)
-            logger.info(train_line(it, max_iters, lr, eta, window, memory, list(losses)))
-            if scalars is not None:
-                means = {k: window.mean(k) for k in ("data_time", "loss", *losses, "time")}
-                scalars.write({"lr": lr, **means, "memory": memory, "iter": it, "step": it})
-
-        # Validate before saving this iteration's checkpoint, so that the checkpoint knows the new best.
-        if run.validates and (it % run.val_interval == 0 or it == max_iters):
-            result, stats = evaluate_dataset(
-                model, val_dataset, val_keys, info, "val", num_workers=run.val_workers
-            )
-            shown = reference_metrics(result)
-            logger.info(summary_line("val", len(val_dataset), shown, stats["data_time"], stats["time"]))
-            if scalars is not None:
-                scalars.write({**shown, "data_time": stats["data_time"], "time": stats["time"], "iter": it,
-                               "step": 0})
-            score = result["mean"].get(run.best_metric)
-            if run.best_metric and score is not None and (best is None or score < best["value"]):
-                best = {"metric": run.best_metric, "value": score, "iter": it}
-                if info.is_main:
-                    best_path = checkpointing.save_best(
-                        run.work_dir,
-                        run.payload(model, optimizer, scaler, it, seed, _state(best, samples_seen, window), stamp),
-                        best_name,
-                    )
-
-        if it % run.checkpoint_interval == 0 or it == max_iters:
-            if info.is_main:
-                ckpt = run.payload(model, optimizer, scaler, it, seed,
-                                   _state(best, samples_seen, window), stamp)
-                last_path = checkpointing.save_iteration(run.work_dir, ckpt, run.max_keep_ckpts)
-            dist.barrier()
-        tick = time.perf_counter()
-
-    logger.info("Log saved under %s", log_dir)
-    logger.info("Checkpoint saved under %s", run.work_dir)
-    return TrainResult(run.work_dir, log_dir, last_path or checkpointing.last_checkpoint(run.work_dir), best_path)
-
-
-def _state(best: dict | None, samples_seen: int = 0, window: Window | None = None) -> dict[str, Any]:
-    """The engine's resume state stored beside model and optimizer (plain values only)."""
-    return {"samples_seen": samples_seen, "best": best, "log_window": window.state() if window else {}}
-
-
 def build_optimizer(name: str, params, kwargs: dict) -> torch.optim.Optimizer:
     """`optim_wrapper.optimizer` -> a torch.optim optimiser over all parameters (one group, as the reference)."""
     cls = getattr(torch.optim, str(name), None)
@@ -284,3 +154,273 @@ def build_optimizer(name: str, params, kwargs: dict) -> torch.optim.Optimizer:
         return cls(params, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"optim_wrapper.optimizer: {exc}; fix the option names") from None
+
+
+def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
+                   resumed: tuple[Path, dict, TrainState] | None, stamp: str) -> Training:
+    """The model with its starting weights (resume > load_from > init_from > ImageNet VGG16), Adam over all
+    parameters (one group, as the reference) and the AMP scaler, restored from the checkpoint when resuming."""
+    cfg, device = run.cfg, info.device
+    model = registry.build_model(cfg["model"])
+    model.init_weights()
+    apply_model_init_cfg(model)
+    if resumed:
+        path, ckpt, state = resumed
+        logger.info("Resume from %s (iteration %d)", path, state.iteration)
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    elif (start := starting_checkpoint(cfg)) is not None:
+        load_start_weights(model, start)
+    else:
+        init_pretrained_encoder(model)
+    model.to(device)
+    model.train()
+    opt_cfg = dict(cfg["optim_wrapper"]["optimizer"])
+    optimizer = build_optimizer(opt_cfg.pop("type", "Adam"), model.parameters(), opt_cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=run.amp and device.type == "cuda")
+    if run.amp and device.type == "cpu":
+        logger.info("--amp on CPU: using bfloat16 autocast (no loss scaling)")
+    if resumed:
+        optimizer.load_state_dict(resumed[1]["optimizer"])
+        if "scaler" in resumed[1] and scaler.is_enabled():
+            scaler.load_state_dict(resumed[1]["scaler"])
+    step: nn.Module = LossStep(model)
+    if info.distributed:
+        step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
+    return Training(model, step, optimizer, scaler, info, run.amp, run.cfg_text, f"{settings.experiment_name}_{stamp}")
+
+
+def build_loader(cfg: dict, settings: TrainSettings, state: TrainState, info: dist.DistInfo) -> DataLoader:
+    """The training batches, an infinite seeded stream that starts where the state says."""
+    dataset = registry.build_dataset(cfg["train_dataloader"]["dataset"])
+    sampler = InfiniteSeededSampler(len(dataset), state.seed, info.rank, info.world_size, start=state.samples_seen,
+                                    shuffle=settings.shuffle)
+    workers = settings.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=info.device.type == "cuda",
+        worker_init_fn=functools.partial(seed_worker, seed=state.seed, num_workers=workers, rank=info.rank),
+        persistent_workers=False,
+    )
+
+
+def train_step(training: Training, batch: dict) -> dict[str, torch.Tensor]:
+    """One iteration: forward, losses, backward, Adam. Returns the losses (with their sum as `loss`) as
+    detached device tensors: reading them is left to `LossLog.sync`, so the step itself never waits for the
+    device."""
+    inputs = make_batch(batch, training.model, training.device)
+    try:
+        with autocast_context(training.amp, training.device):
+            losses = training.step(*inputs)
+        loss = sum(losses.values())
+        training.optimizer.zero_grad(set_to_none=True)
+        training.scaler.scale(loss).backward()
+        training.scaler.step(training.optimizer)
+        training.scaler.update()
+    except torch.cuda.OutOfMemoryError as exc:
+        raise DimattingError(
+            f"CUDA out of memory ({training.device}); lower the batch or crop size, e.g. --cfg-options "
+            "train_dataloader.batch_size=1 or train_pipeline crop sizes, or use --amp"
+        ) from exc
+    return {"loss": loss.detach(), **{k: v.detach() for k, v in losses.items()}}
+
+
+class LossLog:
+    """Each iteration's losses and times on their way to the log window and `vis_data/train_losses.json`.
+
+    Losses stay on the device until `sync`, which reads them all at once, finds the first non-finite one
+    (agreed over all ranks) and records the finite ones before it, in iteration order."""
+
+    NONE = 2**62  # "no bad iteration" in the all-rank minimum
+
+    def __init__(self, state: TrainState, log_dir: Path, is_main: bool) -> None:
+        self.state = state
+        self.pending: list[tuple[int, dict[str, torch.Tensor], dict[str, float]]] = []
+        self.per_iter = JsonLines(log_dir / "vis_data" / "train_losses.json") if is_main else None
+
+    def add(self, iteration: int, losses: dict[str, torch.Tensor], times: dict[str, float]) -> None:
+        self.pending.append((iteration, losses, times))
+
+    def sync(self, device: torch.device) -> tuple[int, str] | None:
+        """Read the pending losses: None if all are finite on every rank, else the first non-finite one's
+        iteration and value as text."""
+        if not self.pending:
+            return None
+        keys = list(self.pending[0][1])
+        values = torch.stack([torch.stack([losses[k].float() for k in keys]) for _, losses, _ in self.pending])
+        rows = values.cpu().tolist()
+        iterations = [iteration for iteration, _, _ in self.pending]
+        local_bad = next((i for i, row in zip(iterations, rows, strict=True) if not all(map(math.isfinite, row))),
+                         self.NONE)
+        first_bad = dist.all_reduce_int(local_bad, "min", device)
+        records = []
+        for (iteration, _, times), row in zip(self.pending, rows, strict=True):
+            if iteration >= first_bad:
+                break
+            named = dict(zip(keys, row, strict=True))
+            self.state.window.update({**times, **named})
+            records.append({"iter": iteration, **named})
+        if self.per_iter is not None and records:
+            self.per_iter.write_many(records)
+        self.pending.clear()
+        if first_bad == self.NONE:
+            return None
+        value = str(rows[iterations.index(first_bad)][0]) if first_bad == local_bad else "not finite on another rank"
+        return first_bad, value
+
+
+@dataclass
+class Validation:
+    """The validation set and its metrics, and where the best checkpoint goes."""
+
+    dataset: Any
+    keys: list[str]
+    workers: int
+    best_metric: str | None
+    best_path: Path | None = None
+
+    @property
+    def best_name(self) -> str:
+        return REFERENCE_NAMES[self.best_metric] if self.best_metric else ""
+
+
+def validate_and_save(training: Training, state: TrainState, settings: TrainSettings, work_dir: Path,
+                      validation: Validation | None, scalars: JsonLines | None, force_save: bool = False
+                      ) -> Path | None:
+    """Validate when due (keeping the best checkpoint by the `save_best` metric), then write `iter_N.pth` when
+    due or forced; returns the iteration checkpoint's path if one was written. Validation comes first, so the
+    checkpoint records the new best. Only rank 0 writes; all ranks wait for it."""
+    iteration, info = state.iteration, training.info
+    checkpoint = functools.cache(lambda: training.checkpoint(state))  # built once for best and iteration files
+    if validation is not None and settings.validates_at(iteration):
+        result, stats = evaluate_dataset(training.model, validation.dataset, validation.keys, info, "val",
+                                         num_workers=validation.workers)
+        shown = reference_metrics(result)
+        logger.info(summary_line("val", len(validation.dataset), shown, stats["data_time"], stats["time"]))
+        if scalars is not None:
+            scalars.write({**shown, "data_time": stats["data_time"], "time": stats["time"], "iter": iteration,
+                           "step": 0})
+        score = result["mean"].get(validation.best_metric) if validation.best_metric else None
+        if score is not None and state.improves(validation.best_metric, score):
+            state.best = {"metric": validation.best_metric, "value": score, "iter": iteration}
+            if info.is_main:
+                validation.best_path = checkpointing.save_best(work_dir, checkpoint(), validation.best_name)
+    if not (settings.saves_at(iteration) or force_save):
+        return None
+    if info.is_main:
+        checkpointing.save_iteration(work_dir, checkpoint(), settings.max_keep_ckpts)
+    dist.barrier()
+    return work_dir / f"iter_{iteration}.pth"
+
+
+def next_batch(batches: Iterator[dict], iteration: int, work_dir: Path, last_saved: Path | None) -> dict:
+    """The next batch; a sample that went bad after start-up stops the run naming it and the iteration."""
+    try:
+        return next(batches)
+    except DataError as exc:
+        last = last_saved or checkpointing.last_checkpoint(work_dir) or "none yet"
+        raise DataError(f"{worker_message(exc)} (at training iteration {iteration}; the last checkpoint, {last}, "
+                        "is intact: fix the sample, then --resume)") from exc
+
+
+def worker_message(exc: Exception) -> str:
+    """The original one-line message of an error a DataLoader worker raised (PyTorch re-raises it with the
+    worker's traceback as the message; its last line is `module.Class: message`)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return str(exc)
+
+
+def train(run: RunConfig) -> TrainResult:
+    """Train the model `run.cfg` describes; rank 0 logs and saves into `run.work_dir`."""
+    settings = TrainSettings.from_config(run.cfg, run.config_path)
+    info = dist.init_distributed(run.launcher, run.cfg.get("env_cfg", {}).get("dist_cfg"))
+    stamp, log_dir = run.start_logging(info)
+    resumed = checkpointing.find_resume(run.work_dir, run.resume)
+    state = resumed[2] if resumed else TrainState(seed=run.seed(info))
+    logger.info("Set random seed to %d, deterministic: %s", state.seed, settings.deterministic)
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark and not settings.deterministic
+    if settings.deterministic:
+        torch.use_deterministic_algorithms(True)
+    seed_everything(state.seed)
+    flush_denormals(info.device)
+    training = build_training(run, settings, info, resumed, stamp)
+    loader = build_loader(run.cfg, settings, state, info)
+    validation = None
+    if settings.validates:
+        validation = Validation(registry.build_dataset(run.cfg["val_dataloader"]["dataset"]),
+                                registry.metric_keys(run.cfg["val_evaluator"], "val_evaluator"),
+                                settings.val_workers, settings.best_metric)
+        found = checkpointing.best_checkpoints(run.work_dir, validation.best_name) if settings.best_metric else []
+        validation.best_path = found[-1][1] if found else None
+    vis = log_dir / "vis_data"
+    scalars = JsonLines(vis / "scalars.json", vis / f"{stamp}.json") if info.is_main else None
+    logger.info("Checkpoints will be saved to %s.", run.work_dir)
+    with StopRequest() as stop:
+        last = run_loop(training, state, settings, run.work_dir, LossLog(state, log_dir, info.is_main), loader,
+                        validation, scalars, stop)
+    logger.info("Log saved under %s", log_dir)
+    logger.info("Checkpoint saved under %s", run.work_dir)
+    return TrainResult(run.work_dir, log_dir, last or checkpointing.last_checkpoint(run.work_dir),
+                       validation.best_path if validation else None)
+
+
+def run_loop(training: Training, state: TrainState, settings: TrainSettings, work_dir: Path, losses_log: LossLog,
+             loader: DataLoader, validation: Validation | None, scalars: JsonLines | None, stop: StopRequest
+             ) -> Path | None:
+    """Iterate from `state.iteration + 1` to `max_iters`; returns the last iteration checkpoint written.
+
+    Losses are read back (and checked, and agreed over ranks with a pending stop signal) at every log,
+    validation and checkpoint iteration, and on the CPU at every iteration; on a GPU reading them would make
+    the host wait for the device, so in between the step runs ahead."""
+    info, device = training.info, training.device
+    batches_per_epoch = math.ceil(len(loader.dataset) / settings.batch_size)  # the reference's loader length
+    sync_every = 1 if device.type == "cpu" else settings.log_interval
+    last_saved, run_time, run_iters = None, 0.0, 0
+    batches = iter(loader)
+    tick = time.perf_counter()
+    for it in range(state.iteration + 1, settings.max_iters + 1):
+        batch = next_batch(batches, it, work_dir, last_saved)
+        data_time = time.perf_counter() - tick
+        losses = train_step(training, batch)
+        state.iteration, state.samples_seen = it, state.samples_seen + settings.batch_size * info.world_size
+        iter_time = time.perf_counter() - tick
+        run_time, run_iters = run_time + iter_time, run_iters + 1
+        losses_log.add(it, losses, {"time": iter_time, "data_time": data_time})
+        stopping = 0
+        if (settings.logs_at(it) or settings.saves_at(it) or settings.validates_at(it) or it % sync_every == 0
+                or (stop.signum is not None and not info.distributed)):
+            bad = losses_log.sync(device)
+            if bad is not None:
+                last = last_saved or checkpointing.last_checkpoint(work_dir) or "none (none saved yet)"
+                raise DimattingError(
+                    f"loss is {bad[1]} at iteration {bad[0]}: training stopped; the last good checkpoint is {last}; "
+                    "lower the lr with --cfg-options optim_wrapper.optimizer.lr=... or resume with --resume")
+            stopping = dist.all_reduce_int(stop.signum or 0, "max", device)
+        if it % EXP_NAME_INTERVAL == 0 or it == batches_per_epoch:  # the reference's LoggerHook does both
+            logger.info("Exp name: %s", training.experiment_name)
+        if settings.logs_at(it):
+            log_progress(training, state, settings, scalars, [k for k in losses if k != "loss"], run_time / run_iters)
+        last_saved = validate_and_save(training, state, settings, work_dir, validation, scalars,
+                                       force_save=bool(stopping)) or last_saved
+        if stopping:
+            raise TrainingStopped.after_saving(stopping, it, last_saved)
+        tick = time.perf_counter()
+    return last_saved
+
+
+def log_progress(training: Training, state: TrainState, settings: TrainSettings, scalars: JsonLines | None,
+                 loss_keys: list[str], seconds_per_iter: float) -> None:
+    """The reference's `Iter(train)` line (10-iteration means) and its record in `vis_data/scalars.json`."""
+    lr = training.optimizer.param_groups[0]["lr"]
+    memory = memory_mb(training.device)
+    eta = seconds_per_iter * (settings.max_iters - state.iteration)
+    window = state.window
+    logger.info(train_line(state.iteration, settings.max_iters, lr, eta, window, memory, loss_keys))
+    if scalars is not None:
+        means = {k: window.mean(k) for k in ("data_time", "loss", *loss_keys, "time")}
+        scalars.write({"lr": lr, **means, "memory": memory, "iter": state.iteration, "step": state.iteration})

@@ -27,7 +27,7 @@ from dimatting.models.dim import postprocess_alpha
 
 logger = logging.getLogger("dimatting")
 
-# Our metric keys (the result dict's, docs/metrics.md) and the names the reference logs them under, in the configs' order.
+# Our metric keys (those of the result dict, docs/metrics.md) and the reference's log names, in config order.
 REFERENCE_NAMES = {"SAD": "SAD", "MSE": "MattingMSE", "GRAD": "GradientError", "CONN": "ConnectivityError"}
 EVALUATOR_TYPES = {v: k for k, v in REFERENCE_NAMES.items()}
 PROGRESS_EVERY = 100

@@ -68,3 +68,45 @@ def test_exp_name_line_every_interval_and_at_the_first_epoch_end(tmp_path: Path,
     events = ["exp" if line.startswith("Exp name: ") else line.split("]")[0][-3:] for line in lines]
     assert events == ["2/8", "exp", "exp", "4/8", "6/8", "exp", "8/8"]
     assert {line for line in lines if line.startswith("Exp")} == {f"Exp name: dim_quickstart_{log.parent.name}"}
+
+
+def test_amp_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 (no loss scaling) on CPUs and GPUs with bf16 tensor cores, fp16 + GradScaler before Ampere."""
+    from dimatting.engine.trainer import amp_dtype, uses_channels_last
+
+    cuda = torch.device("cuda", 0)
+    assert amp_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert amp_dtype(cuda) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    assert amp_dtype(cuda) == torch.float16
+    assert uses_channels_last(True, cuda) and not uses_channels_last(False, cuda)
+    assert not uses_channels_last(True, torch.device("cpu"))
+
+
+def test_adam_runs_fused_on_a_gpu_unless_the_config_says_otherwise() -> None:
+    from dimatting.engine.trainer import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert build_optimizer("Adam", params, {"lr": 1e-5}, cuda).defaults["fused"] is True
+    assert not build_optimizer("Adam", params, {"lr": 1e-5}, cpu).defaults["fused"]
+    assert not build_optimizer("Adam", params, {"lr": 1e-5, "foreach": True}, cuda).defaults["fused"]
+    assert "fused" not in build_optimizer("SGD", params, {"lr": 1e-5}, cuda).defaults or not build_optimizer(
+        "SGD", params, {"lr": 1e-5}, cuda).defaults["fused"]
+
+
+def test_compile_wraps_the_training_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """--compile hands the loss step (the module DDP would wrap) to torch.compile; the real compilation is
+    exercised on a GPU by benchmarks/gpu_check.sh (on 2 CPU cores it takes minutes)."""
+    from dimatting.engine.trainer import LossStep
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: compiled.append(module) or module)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    options = [*tiny_quickstart_options(2), "train_dataloader.batch_size=1"]
+    assert train_main([str(QUICKSTART), "--work-dir", "wd", "--compile", "--cfg-options", *options]) == 0
+    assert len(compiled) == 1 and isinstance(compiled[0], LossStep)
+    assert "--compile: the training step is compiled with torch.compile" in capsys.readouterr().out

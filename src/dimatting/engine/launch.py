@@ -41,7 +41,10 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                         help="resume from CKPT, or without a path from <work_dir>/last_checkpoint")
     parser.add_argument("--amp", action="store_true",
-                        help="mixed precision: fp16 autocast + loss scaling on CUDA, bf16 autocast on CPU")
+                        help="mixed precision: bf16 autocast on CPUs and Ampere or newer GPUs, fp16 autocast + loss "
+                             "scaling on older GPUs")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the training step with torch.compile (faster on a GPU after a slow start)")
     _common(parser)
     return parser
 
@@ -56,7 +59,8 @@ def test_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = False) -> RunConfig:
+def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = False, compile: bool = False
+             ) -> RunConfig:
     """Config + --cfg-options + work dir (CLI, else the config's `work_dir`, else ./work_dirs/<stem>)."""
     if args.launcher == "mpi":
         raise ConfigError("--launcher mpi is not supported; use torchrun (./tools/dist_train.sh) or srun "
@@ -71,7 +75,8 @@ def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = F
     work_dir = Path(args.work_dir or cfg.get("work_dir") or Path("./work_dirs") / path.stem)
     cfg["work_dir"] = str(work_dir)
     resume = resume or bool(cfg.get("resume"))
-    return RunConfig(cfg=cfg, config_path=path, work_dir=work_dir, resume=resume, amp=amp, launcher=args.launcher)
+    return RunConfig(cfg=cfg, config_path=path, work_dir=work_dir, resume=resume, amp=amp, launcher=args.launcher,
+                     compile=compile)
 
 
 def _run(func, args: argparse.Namespace) -> int:
@@ -95,7 +100,7 @@ def _train(args: argparse.Namespace) -> None:
     from dimatting.engine.tester import test
     from dimatting.engine.trainer import train
 
-    run = load_run(args, resume=args.resume, amp=args.amp)
+    run = load_run(args, resume=args.resume, amp=args.amp, compile=args.compile)
     quickstart.prepare_data(run.cfg, run.launcher)
     result = train(run)
     if quickstart.settings(run.cfg).get("test"):
@@ -113,7 +118,8 @@ def _test(args: argparse.Namespace) -> None:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """`python tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp] [--cfg-options ...] [--launcher]`."""
+    """`python tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp] [--compile] [--cfg-options ...]
+    [--launcher]`."""
     return _run(_train, train_parser().parse_args(argv))
 
 

@@ -78,6 +78,7 @@ def close_logs() -> None:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True  # `setup_console` stopped propagation while the run printed its own lines
 
 
 class JsonLines:

@@ -116,6 +116,7 @@ class RunConfig:
     resume: bool | str = False
     amp: bool = False
     launcher: str = "none"
+    compile: bool = False
 
     @functools.cached_property
     def cfg_text(self) -> str:

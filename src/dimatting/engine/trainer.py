@@ -137,19 +137,40 @@ def make_batch(batch: dict, model: nn.Module, device: torch.device) -> tuple[tor
     return (x, *targets, pre.gt_to_rgb01(merged.to(device, non_blocking=True)))
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """What `--amp` computes in: bf16 on CPUs and on GPUs with bf16 tensor cores (Ampere and later, compute
+    capability 8): fp32's range, so no loss scaling and no host sync for it; fp16 with a GradScaler on older
+    GPUs."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+        return torch.float16
+    return torch.bfloat16
+
+
 def autocast_context(amp: bool, device: torch.device):
-    """fp16 autocast on CUDA (with a GradScaler), bf16 on CPU, nothing without --amp."""
+    """Autocast in `amp_dtype(device)` with --amp, nothing without it."""
     if not amp:
         return torch.autocast(device.type, enabled=False)
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=amp_dtype(device))
 
 
-def build_optimizer(name: str, params, kwargs: dict) -> torch.optim.Optimizer:
-    """`optim_wrapper.optimizer` -> a torch.optim optimiser over all parameters (one group, as the reference)."""
+def uses_channels_last(amp: bool, device: torch.device) -> bool:
+    """NHWC activations for --amp on a GPU, the layout cuDNN's bf16/fp16 tensor-core kernels work in; fp32 and
+    TF32 keep the reference's NCHW (cuDNN's fp32 NCHW kernels were the faster ones for DIM's forward on an
+    H200), and CPUs keep NCHW so that their results stay bit-identical to the reference port."""
+    return amp and device.type == "cuda"
+
+
+def build_optimizer(name: str, params, kwargs: dict, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """`optim_wrapper.optimizer` -> a torch.optim optimiser over all parameters (one group, as the reference).
+
+    On a GPU, Adam/AdamW run fused (one kernel for all parameters instead of several per tensor, and with a
+    GradScaler no host sync for the inf check) unless the config chooses `fused` or `foreach` itself."""
     cls = getattr(torch.optim, str(name), None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ConfigError(f"optim_wrapper.optimizer.type={name!r} is not a torch.optim optimiser; DIM uses 'Adam'")
+    on_gpu = device is not None and device.type == "cuda"
+    if on_gpu and cls in (torch.optim.Adam, torch.optim.AdamW) and not {"fused", "foreach"} & kwargs.keys():
+        kwargs = {**kwargs, "fused": True}
     try:
         return cls(params, **kwargs)
     except TypeError as exc:
@@ -172,13 +193,16 @@ def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
         load_start_weights(model, start)
     else:
         init_pretrained_encoder(model)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if uses_channels_last(run.amp, device) else
+             torch.contiguous_format)
     model.train()
     opt_cfg = dict(cfg["optim_wrapper"]["optimizer"])
-    optimizer = build_optimizer(opt_cfg.pop("type", "Adam"), model.parameters(), opt_cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=run.amp and device.type == "cuda")
-    if run.amp and device.type == "cpu":
-        logger.info("--amp on CPU: using bfloat16 autocast (no loss scaling)")
+    optimizer = build_optimizer(opt_cfg.pop("type", "Adam"), model.parameters(), opt_cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=run.amp and amp_dtype(device) == torch.float16)
+    if run.amp:
+        dtype = "bfloat16" if amp_dtype(device) == torch.bfloat16 else "float16"
+        logger.info("--amp on %s: using %s autocast (%s)", "CPU" if device.type == "cpu" else device, dtype,
+                    "with loss scaling" if scaler.is_enabled() else "no loss scaling")
     if resumed:
         optimizer.load_state_dict(resumed[1]["optimizer"])
         if "scaler" in resumed[1] and scaler.is_enabled():
@@ -186,6 +210,9 @@ def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
     step: nn.Module = LossStep(model)
     if info.distributed:
         step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
+    if run.compile:
+        logger.info("--compile: the training step is compiled with torch.compile (the first iterations are slow)")
+        step = torch.compile(step)
     return Training(model, step, optimizer, scaler, info, run.amp, run.cfg_text, f"{settings.experiment_name}_{stamp}")
 
 
@@ -212,6 +239,8 @@ def train_step(training: Training, batch: dict) -> dict[str, torch.Tensor]:
     detached device tensors: reading them is left to `LossLog.sync`, so the step itself never waits for the
     device."""
     inputs = make_batch(batch, training.model, training.device)
+    if uses_channels_last(training.amp, training.device):
+        inputs = tuple(t.contiguous(memory_format=torch.channels_last) for t in inputs)
     try:
         with autocast_context(training.amp, training.device):
             losses = training.step(*inputs)

@@ -39,12 +39,18 @@ ENCODER_PREFIX = "backbone.encoder."
 
 
 def _numpy_globals() -> dict[str, Any]:
-    """The numpy callables a pickled ndarray/scalar/dtype needs, under the names numpy 1.x and 2.x write."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    """The numpy callables a pickled ndarray/scalar/dtype needs, under the names numpy 1.x and 2.x write.
+
+    The callables are taken from numpy's own pickling (`__reduce__`) rather than from a module path:
+    numpy 2 keeps them in `numpy._core.multiarray`, numpy 1.x in `numpy.core.multiarray`, and numpy 1.26
+    also has a stub `numpy._core` package without that attribute.
+    """
+    reconstruct = np.empty(0).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
     allowed: dict[str, Any] = {}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[f"{module}._reconstruct"] = multiarray._reconstruct
-        allowed[f"{module}.scalar"] = multiarray.scalar
+        allowed[f"{module}._reconstruct"] = reconstruct
+        allowed[f"{module}.scalar"] = scalar
     allowed["numpy.ndarray"] = np.ndarray
     allowed["numpy.dtype"] = np.dtype
     return allowed

@@ -61,7 +61,7 @@ def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = F
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     path = Path(args.config)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; see configs/dim/ for the available configs")
+        raise config.config_not_found(path)
     cfg = config.Config.fromfile(path)
     if args.cfg_options:
         config.merge_options(cfg, args.cfg_options)

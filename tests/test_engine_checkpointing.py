@@ -11,6 +11,7 @@ from torch import nn
 
 from dimatting.engine import checkpointing
 from dimatting.errors import CheckpointError, ConfigError
+from tests.http_server import FileServer
 
 
 def _ckpt(iteration: int, best: float | None = None) -> dict:
@@ -81,6 +82,15 @@ def test_resume_path_rules(tmp_path: Path) -> None:
         checkpointing.resume_path(tmp_path, str(tmp_path / "nope.pth"))
     checkpointing.save_iteration(tmp_path, _ckpt(3), max_keep=-1)
     assert checkpointing.resume_path(tmp_path, True) == tmp_path / "iter_3.pth"
+
+
+def test_resume_from_a_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    path = checkpointing.save_iteration(tmp_path / "served", _ckpt(3), max_keep=-1)
+    with FileServer(path.parent) as server:
+        resumed = checkpointing.resume_path(tmp_path / "work_dir", server.url(path.name))
+    assert resumed == tmp_path / "torch_home" / "hub" / "checkpoints" / "iter_3.pth"
+    assert resumed.read_bytes() == path.read_bytes()
 
 
 def test_weights_only_checkpoints_cannot_be_resumed(tmp_path: Path) -> None:

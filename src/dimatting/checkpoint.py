@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from dimatting.errors import CheckpointError
+from dimatting.hub import resolve_checkpoint
 from dimatting.io import atomic_path
 
 logger = logging.getLogger("dimatting.checkpoint")
@@ -140,12 +141,15 @@ def _allowed_globals(path: Path) -> list[tuple[Any, str]]:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint (mmagic, ours, a plain state dict or `.safetensors`) on the CPU, running no code.
 
+    `path` may also be a URL or a released model's name (`dimatting.hub`: downloaded once, then cached).
     Always `torch.load(weights_only=True)`. A plain state dict is returned as `{"state_dict": sd}`; mmengine
     objects (message_hub) come back as plain dicts with their class name under `"__class__"`.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found; check the path")
+        raise CheckpointError(
+            f"{path}: checkpoint file not found; check the path, or give a URL or a released model name (dim models)"
+        )
     if path.suffix == ".safetensors":
         return {"state_dict": _load_safetensors(path)}
     allowed = _allowed_globals(path)

@@ -19,6 +19,7 @@ from torch import nn
 from dimatting import __version__
 from dimatting.checkpoint import save_checkpoint
 from dimatting.errors import CheckpointError, ConfigError
+from dimatting.hub import resolve_checkpoint
 from dimatting.io import write_text
 
 logger = logging.getLogger("dimatting")
@@ -135,11 +136,12 @@ def stage_checkpoint(stem: str, metric: str = "SAD", root: Path = Path("work_dir
 
 
 def resume_path(work_dir: Path, resume: bool | str | None) -> Path | None:
-    """`--resume` (True: the work dir's last checkpoint; a path: that file) -> the file to resume, or None."""
+    """`--resume` (True: the work dir's last checkpoint; a path, URL or released name: that file) -> the file to
+    resume, or None."""
     if not resume:
         return None
     if isinstance(resume, str):
-        path = Path(resume)
+        path = resolve_checkpoint(resume)
         if not path.is_file():
             raise CheckpointError(f"{path}: --resume checkpoint not found; check the path or use --resume alone")
         return path

@@ -8,6 +8,8 @@ reason. Under CI (CI=true) its absence is an error, so parity is never silently 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,31 @@ def golden_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(shared_dir: Path) -> Path:
     return shared_dir / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """No test reaches the internet or the user's torch.hub cache, whatever code it runs.
+
+    TORCH_HOME points at a session folder, and every http(s) request not for this machine goes to a proxy
+    port that refuses connections (bound, never listening), so a download the tests forgot to redirect
+    fails fast instead of fetching. Subprocesses inherit the environment. Yields the refusing port.
+    """
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))
+    port = refusing.getsockname()[1]
+    proxy = f"http://127.0.0.1:{port}"
+    settings = {"TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "no_proxy": "127.0.0.1,localhost",
+                "NO_PROXY": "127.0.0.1,localhost"}
+    settings |= {name: proxy for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        yield port
+    refusing.close()
+
+
+@pytest.fixture
+def refused_url(offline_downloads: int) -> str:
+    """A URL on a local port that refuses connections."""
+    return f"http://127.0.0.1:{offline_downloads}/refused-ckpt.pth"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dimatting.config import Config, check_keys, dump, merge_options, parse_options, parse_value
+from dimatting.config import Config, check_keys, closest_config, dump, merge_options, parse_options, parse_value
 from dimatting.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,6 +369,21 @@ def test_bad_config_files_give_one_line_errors(tmp_path: Path, text: str, messag
     with pytest.raises(ConfigError, match=message) as info:
         Config.fromfile(path)
     assert "\n" not in str(info.value)
+
+
+def test_a_mistyped_path_suggests_the_closest_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "configs" / "_base_", "runtime.py", "a = 1\n")
+    write(tmp_path / "configs" / "dim", "dim_stage3-v16-pln_1xb1-1000k_comp1k.py", "_base_ = '../_base_/runtim.py'\n")
+    monkeypatch.chdir(tmp_path)
+    assert closest_config("onfigs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py") == Path(
+        "configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py")
+    assert closest_config(tmp_path / "configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1.py") == (
+        tmp_path / "configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py")
+    assert closest_config("something/else/entirely.py") is None
+    assert closest_config("/no/such/root/dir/x.py") is None  # the file system root is never scanned
+    with pytest.raises(ConfigError, match=r"runtim\.py: config file not found \(a _base_ of .*\); did you mean "
+                                          r".*configs/_base_/runtime\.py\?"):
+        Config.fromfile("configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py")
 
 
 def test_missing_and_non_python_files(tmp_path: Path) -> None:

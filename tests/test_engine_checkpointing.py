@@ -14,6 +14,7 @@ from dimatting.engine import checkpointing
 from dimatting.engine.logging import Window
 from dimatting.engine.state import TrainState
 from dimatting.errors import CheckpointError, ConfigError
+from tests.http_server import FileServer
 
 
 def _ckpt(iteration: int, best: float | None = None) -> dict:
@@ -111,6 +112,15 @@ def test_resume_when_last_checkpoint_names_a_missing_file(tmp_path: Path, caplog
     (tmp_path / "iter_3.pth").unlink()  # the pointer says a run happened, but nothing is left: never start over
     with pytest.raises(CheckpointError, match="names a checkpoint that is gone"):
         checkpointing.find_resume(tmp_path, True)
+
+
+def test_resume_from_a_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    path = checkpointing.save_iteration(tmp_path / "served", _ckpt(3), max_keep=-1)
+    with FileServer(path.parent) as server:
+        resumed, _, state = checkpointing.find_resume(tmp_path / "work_dir", server.url(path.name))
+    assert resumed == tmp_path / "torch_home" / "hub" / "checkpoints" / "iter_3.pth"
+    assert resumed.read_bytes() == path.read_bytes() and state.iteration == 3
 
 
 def test_weights_only_checkpoints_cannot_be_resumed(tmp_path: Path) -> None:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from dimatting.engine import dist, launch
+from dimatting import released
+from dimatting.checkpoint import ENCODER_CONVS, TORCHVISION_VGG16_CONVS
+from dimatting.engine import dist, launch, weights
 from dimatting.engine.launch import load_run, train_main, train_parser
 from dimatting.engine.runconfig import TrainSettings
-from dimatting.engine.weights import load_start_weights, pretrained_vgg16_path, starting_checkpoint
+from dimatting.engine.weights import (
+    init_pretrained_encoder,
+    load_start_weights,
+    pretrained_vgg16_path,
+    starting_checkpoint,
+)
 from dimatting.errors import CheckpointError, ConfigError
+from dimatting.hub import DownloadError
+from dimatting.models import VGG16, build_dim
+from tests.http_server import FileServer, save_hashed
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE1 = REPO / "configs" / "dim" / "dim_stage1-v16_1xb1-1000k_comp1k.py"
@@ -76,8 +88,14 @@ def test_more_nccl_ranks_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPa
 def test_pretrained_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("DIMATTING_PRETRAINED", raising=False)
-    with pytest.raises(ConfigError, match=r"\.cache/dimatting/vgg16\.pth.*model\.backbone\.encoder\.init_cfg=None"):
+    # nothing local, torchvision's host unreachable (conftest's refusing proxy): one line with the way out
+    hub_file = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    with pytest.raises(DownloadError) as info:
         pretrained_vgg16_path({"type": "Pretrained", "checkpoint": "open-mmlab://mmedit/vgg16"})
+    assert str(info.value).startswith(f"{weights.VGG16_URL}: download failed: connection refused; ")
+    assert f"download it by hand to {hub_file}" in str(info.value)
+    assert str(info.value).endswith("or set $DIMATTING_PRETRAINED=FILE, or train from scratch with "
+                                    "--cfg-options model.backbone.encoder.init_cfg=None")
     monkeypatch.setenv("DIMATTING_PRETRAINED", str(tmp_path / "none.pth"))
     with pytest.raises(ConfigError, match="DIMATTING_PRETRAINED names a missing file"):
         pretrained_vgg16_path({"type": "Pretrained"})
@@ -88,6 +106,39 @@ def test_pretrained_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert pretrained_vgg16_path({"type": "Pretrained"}) == cached
 
 
+def _torchvision_vgg16(folder: Path) -> tuple[Path, dict]:
+    """torchvision's ImageNet VGG16 layout (features.N, 3 input channels), saved as `vgg16-<sha256>.pth`."""
+    torch.manual_seed(1)
+    encoder = VGG16(in_channels=3).state_dict()
+    state = {f"features.{index}.{kind}": encoder[f"{name}.{kind}"]
+             for index, name in zip(TORCHVISION_VGG16_CONVS, ENCODER_CONVS, strict=True) for kind in ("weight", "bias")}
+    return save_hashed(state, folder, "vgg16"), state
+
+
+def test_stage1_fetches_imagenet_vgg16_once_then_works_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.delenv("DIMATTING_PRETRAINED", raising=False)
+    path, state = _torchvision_vgg16(tmp_path / "served")
+    init_cfg = {"type": "Pretrained", "checkpoint": "open-mmlab://mmedit/vgg16"}
+    with FileServer(path.parent) as server:
+        monkeypatch.setattr(weights, "VGG16_URL", server.url(path.name))
+        model = build_dim(with_refiner=False)
+        model.backbone.encoder.init_cfg = init_cfg
+        init_pretrained_encoder(model)
+        assert server.hits(path.name) == 1
+        url_in_config = server.url(path.name)
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / path.name
+    assert pretrained_vgg16_path(init_cfg) == cached  # the server gone: the cached copy
+    first = model.backbone.encoder.layer1[0].weight.detach()
+    assert torch.equal(first[:, :3], state["features.0.weight"]) and not first[:, 3].any()
+    assert torch.equal(model.backbone.encoder.layer5[4].weight, state["features.28.weight"])
+    # a URL in the config or in $DIMATTING_PRETRAINED is resolved (here: from the cache) the same way
+    assert pretrained_vgg16_path({**init_cfg, "checkpoint": url_in_config}) == cached
+    monkeypatch.setenv("DIMATTING_PRETRAINED", url_in_config)
+    assert pretrained_vgg16_path(init_cfg) == cached
+
+
 def test_load_from_wins_and_must_hold_a_backbone(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="load_from checkpoint not found"):
         starting_checkpoint({"load_from": str(tmp_path / "x.pth"), "init_from": "stage1"})
@@ -96,6 +147,29 @@ def test_load_from_wins_and_must_hold_a_backbone(tmp_path: Path) -> None:
     assert starting_checkpoint({"load_from": str(path), "init_from": "stage1"}) == path
     with pytest.raises(CheckpointError, match=r"no encoder-decoder weights \(backbone\.\*\)"):
         load_start_weights(torch.nn.Linear(1, 1), path)
+
+
+def test_load_from_a_url_or_a_released_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    path = save_hashed({"state_dict": {"backbone.x": torch.zeros(1)}}, tmp_path / "served", "stage1")
+    with FileServer(path.parent) as server:
+        url = server.url(path.name)
+        cached = tmp_path / "torch_home" / "hub" / "checkpoints" / path.name
+        assert starting_checkpoint({"load_from": url, "init_from": "stage1"}) == cached
+        monkeypatch.setenv(released.RELEASE_URL_ENV, server.base + "/files/")
+        name = "dim_stage1-v16_1xb1-1000k_comp1k"
+        monkeypatch.setitem(released.RELEASED, name, dataclasses.replace(released.RELEASED[name], filename=path.name))
+        assert starting_checkpoint({"load_from": name}) == cached
+        assert server.hits(path.name) == 1
+
+
+def test_a_mistyped_config_path_suggests_the_config(capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    seed_typo = "onfigs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py"  # the first letter lost
+    assert launch.test_main([seed_typo, "x.pth"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {seed_typo}: config file not found; "
+                   "did you mean configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py?")
 
 
 def test_model_level_kaiming_init_cfg() -> None:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from dimatting.errors import CheckpointError
+from dimatting.hub import resolve_checkpoint
 from dimatting.io import atomic_path
 
 logger = logging.getLogger("dimatting.checkpoint")
@@ -39,12 +40,18 @@ ENCODER_PREFIX = "backbone.encoder."
 
 
 def _numpy_globals() -> dict[str, Any]:
-    """The numpy callables a pickled ndarray/scalar/dtype needs, under the names numpy 1.x and 2.x write."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    """The numpy callables a pickled ndarray/scalar/dtype needs, under the names numpy 1.x and 2.x write.
+
+    The callables are taken from numpy's own pickling (`__reduce__`) rather than from a module path:
+    numpy 2 keeps them in `numpy._core.multiarray`, numpy 1.x in `numpy.core.multiarray`, and numpy 1.26
+    also has a stub `numpy._core` package without that attribute.
+    """
+    reconstruct = np.empty(0).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
     allowed: dict[str, Any] = {}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[f"{module}._reconstruct"] = multiarray._reconstruct
-        allowed[f"{module}.scalar"] = multiarray.scalar
+        allowed[f"{module}._reconstruct"] = reconstruct
+        allowed[f"{module}.scalar"] = scalar
     allowed["numpy.ndarray"] = np.ndarray
     allowed["numpy.dtype"] = np.dtype
     return allowed
@@ -134,12 +141,15 @@ def _allowed_globals(path: Path) -> list[tuple[Any, str]]:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint (mmagic, ours, a plain state dict or `.safetensors`) on the CPU, running no code.
 
+    `path` may also be a URL or a released model's name (`dimatting.hub`: downloaded once, then cached).
     Always `torch.load(weights_only=True)`. A plain state dict is returned as `{"state_dict": sd}`; mmengine
     objects (message_hub) come back as plain dicts with their class name under `"__class__"`.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found; check the path")
+        raise CheckpointError(
+            f"{path}: checkpoint file not found; check the path, or give a URL or a released model name (dim models)"
+        )
     if path.suffix == ".safetensors":
         return {"state_dict": _load_safetensors(path)}
     allowed = _allowed_globals(path)

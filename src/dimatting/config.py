@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import itertools
 import keyword
 import math
 import os
@@ -36,6 +37,7 @@ _FILE_VARS = re.compile(r"\{\{\s*(fileDirname|fileBasenameNoExtension|fileBasena
 _BASE_REF = re.compile(r"\{\{\s*_base_\.([\w.]+)\s*\}\}")
 _MISSING = object()
 _DUMP_WIDTH = 100
+_MAX_CANDIDATES = 10_000  # files compared when suggesting a config for a mistyped path
 
 
 class Config(dict):
@@ -130,7 +132,7 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict:
     if path in chain:
         raise ConfigError(f"{path}: circular _base_ inheritance ({' -> '.join(str(p) for p in chain)}); remove one")
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found{where}; check the path")
+        raise config_not_found(path, where)
     if path.suffix != ".py":
         raise ConfigError(f"{path}: only Python (.py) config files are supported; rewrite it as a .py file")
     try:
@@ -168,6 +170,31 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict:
         if key != BASE_KEY and not key.startswith("__") and not _is_helper(value)
     }
     return _merge(copy.deepcopy(child), base, allow_list_keys=False, source=str(path))
+
+
+def config_not_found(path: Path, where: str = "") -> ConfigError:
+    """The error for a missing config file, suggesting the existing config its path is closest to."""
+    close = closest_config(path)
+    hint = f"did you mean {close}?" if close else "check the path (the seed's configs are in configs/dim/)"
+    return ConfigError(f"{path}: config file not found{where}; {hint}")
+
+
+def closest_config(path: str | os.PathLike) -> Path | None:
+    """The existing `.py` file whose path is closest to `path` (a typo), or None.
+
+    Candidates are the `.py` files as deep below the nearest existing folder above `path` as `path` is, so
+    `onfigs/dim/x.py` finds `configs/dim/x.py`. The file system root is never scanned.
+    """
+    path = Path(path)
+    base, depth = path.parent, 1
+    while not base.is_dir():
+        base, depth = base.parent, depth + 1
+    if base.is_absolute() and base == base.parent:
+        return None
+    pattern = "/".join(["*"] * (depth - 1) + ["*.py"])
+    candidates = [str(p) for p in itertools.islice(base.glob(pattern), _MAX_CANDIDATES)]
+    close = difflib.get_close_matches(str(path), candidates, n=1, cutoff=0.7)
+    return Path(close[0]) if close else None
 
 
 def _substitute(text: str, path: Path) -> str:

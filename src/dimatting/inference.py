@@ -19,6 +19,7 @@ import torch
 
 from dimatting.checkpoint import extract_state_dict, load_checkpoint, load_weights
 from dimatting.errors import CheckpointError, InputError
+from dimatting.hub import resolve_checkpoint
 from dimatting.io import normalize_trimap
 from dimatting.models import DIM, MattorPreprocessor, build_dim
 from dimatting.models.dim import reflect_pad_to_multiple
@@ -287,11 +288,13 @@ def load_model(
 ) -> Matter:
     """Load a DIM checkpoint (mmagic, ours, plain state dict, .safetensors; or .onnx) for prediction.
 
-    The stage follows from the weights: refiner keys -> stage 2/3 model whose prediction is the refined
-    alpha; backbone keys only -> stage 1. `options` go to `Matter` (tile_size, tile_threshold, precision...).
+    `path` is a file, an http(s)/file URL or a released model's name (`dim models`); URLs and names are
+    downloaded once into torch.hub's cache (`dimatting.hub`). The stage follows from the weights: refiner
+    keys -> stage 2/3 model whose prediction is the refined alpha; backbone keys only -> stage 1. `options` go
+    to `Matter` (tile_size, tile_threshold, precision...).
     """
     torch_device = resolve_device(device)
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if path.suffix == ".onnx":
         if not path.is_file():
             raise CheckpointError(f"{path}: ONNX file not found; check the path")

@@ -22,6 +22,7 @@ import torch
 
 from dimatting.data.synthetic import make_synthetic
 from tests.e2e.helpers import CONFIGS, STAGES, TOOLS, loss_records, run_tool, tiny_stage_options
+from tests.http_server import FileServer
 
 pytestmark = pytest.mark.slow
 CONFIG = CONFIGS / f"{STAGES[0]}.py"
@@ -33,8 +34,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _dist(script: str, *args: object, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
+def _dist(script: str, *args: object, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "PORT": str(_free_port()), "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run([str(TOOLS / script), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     if proc.returncode != 0:
@@ -56,8 +57,10 @@ def test_two_process_training_and_testing_match_one_process(tmp_path: Path) -> N
 
     run_tool("test.py", CONFIG, checkpoint, "--out", tmp_path / "one.json", "--cfg-options", *options,
              cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
-    _dist("dist_test.sh", CONFIG, checkpoint, 2, "--out", tmp_path / "two.json", "--cfg-options", *options,
-          cwd=tmp_path)
+    with FileServer(work_dir) as server:  # the checkpoint as a URL: one rank downloads it, the other waits
+        _dist("dist_test.sh", CONFIG, server.url(checkpoint.name), 2, "--out", tmp_path / "two.json",
+              "--cfg-options", *options, cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "torch_home")})
+        assert server.hits(checkpoint.name) == 1
     one = json.loads((tmp_path / "one.json").read_text())
     two = json.loads((tmp_path / "two.json").read_text())
     assert one["n"] == 3 and list(one["images"]) == list(two["images"])

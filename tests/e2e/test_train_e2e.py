@@ -90,14 +90,18 @@ def test_chaining_without_the_previous_stage_says_what_to_run(tmp_path: Path) ->
     assert f"python tools/train.py configs/dim/{STAGES[0]}.py" in message and "load_from=" in message
 
 
-def test_missing_pretrained_vgg16_names_the_path_and_the_option(tmp_path: Path) -> None:
+def test_missing_pretrained_vgg16_names_the_url_the_cache_and_the_option(tmp_path: Path) -> None:
+    """No VGG16 file anywhere and torchvision's host unreachable (conftest's refusing proxy): one line."""
     make_synthetic(tmp_path / "data" / "tiny", n_train=2, n_test=1, seed=0, size=(64, 64))
     options = [o for o in tiny_stage_options("data/tiny") if "init_cfg" not in o]
     proc = run_tool("train.py", CONFIGS / f"{STAGES[0]}.py", "--cfg-options", *options, cwd=tmp_path, check=False,
-                    env={"HOME": str(tmp_path), "DIMATTING_PRETRAINED": ""})
+                    env={"HOME": str(tmp_path), "DIMATTING_PRETRAINED": "", "TORCH_HOME": str(tmp_path / "th")})
     assert proc.returncode == 2
     message = proc.stderr.strip().splitlines()[-1]
-    assert ".cache/dimatting/vgg16.pth" in message and "model.backbone.encoder.init_cfg=None" in message
+    assert message.startswith("error: https://download.pytorch.org/models/vgg16-397923af.pth: download failed: ")
+    assert f"download it by hand to {tmp_path / 'th' / 'hub' / 'checkpoints' / 'vgg16-397923af.pth'}" in message
+    assert "model.backbone.encoder.init_cfg=None" in message and "Traceback" not in proc.stderr
+    assert not (tmp_path / "th" / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()
 
 
 def test_tools_test_with_a_subset_of_the_metrics(chained: Path) -> None:

@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Export the network (normalised, /32-padded N×4×H×W input -> alpha; dynamic size) to ONNX. "
         "dim predict and dimatting.load_model accept the .onnx file and run it with onnxruntime.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="DIM checkpoint (.pth or .safetensors)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="DIM checkpoint (.pth or .safetensors): a file, URL or released model name (dim models)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write (.onnx)")
     parser.set_defaults(func=run)
 

@@ -46,8 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     folder.add_argument("--mask-dir", type=Path, help="folder of masks, used for photos without a trimap")
     folder.add_argument("--output-dir", type=Path, help="folder for <stem>.png alphas (and cutouts)")
     parser.add_argument(
-        "--checkpoint", type=Path, required=True,
-        help="DIM checkpoint: .pth, .safetensors, or .onnx from dim export-onnx (runs in onnxruntime)",
+        "--checkpoint", required=True,
+        help="DIM checkpoint: .pth, .safetensors, or .onnx from dim export-onnx (runs in onnxruntime); a file, "
+        "an http(s)/file URL, or a released model's name (dim models), downloaded once into torch.hub's cache",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument(

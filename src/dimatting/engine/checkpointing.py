@@ -21,6 +21,7 @@ from dimatting import __version__
 from dimatting.checkpoint import load_checkpoint, save_checkpoint
 from dimatting.engine.state import SECTION, TrainState
 from dimatting.errors import CheckpointError, ConfigError
+from dimatting.hub import resolve_checkpoint
 from dimatting.io import write_text
 
 logger = logging.getLogger("dimatting")
@@ -155,15 +156,15 @@ def resume_candidates(work_dir: Path) -> list[Path]:
 def find_resume(work_dir: Path, resume: bool | str | None) -> tuple[Path, dict[str, Any], TrainState] | None:
     """`--resume` -> (file, checkpoint, its TrainState), or None to start from scratch.
 
-    A named file must load. With `--resume` alone, a corrupt or truncated newest checkpoint (a node died
-    mid-write, a disk filled) is skipped with a warning naming it, for the newest one that loads; when there
-    are checkpoints but none loads, training stops rather than silently starting again. A work dir without
-    any checkpoint starts from scratch with a warning, as the reference does.
+    A named file (a path, URL or released model name) must load. With `--resume` alone, a corrupt or truncated
+    newest checkpoint (a node died mid-write, a disk filled) is skipped with a warning naming it, for the newest
+    one that loads; when there are checkpoints but none loads, training stops rather than silently starting
+    again. A work dir without any checkpoint starts from scratch with a warning, as the reference does.
     """
     if not resume:
         return None
     if isinstance(resume, str):
-        path = Path(resume)
+        path = resolve_checkpoint(resume)
         if not path.is_file():
             raise CheckpointError(f"{path}: --resume checkpoint not found; check the path or use --resume alone")
         ckpt = load_checkpoint(path)

@@ -39,7 +39,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tools/train.py", description="Train a DIM model from a config")
     parser.add_argument("config", help="train config file path")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-                        help="resume from CKPT, or without a path from <work_dir>/last_checkpoint")
+                        help="resume from CKPT (a file or URL), or without one from <work_dir>/last_checkpoint")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision: bf16 autocast on CPUs and Ampere or newer GPUs, fp16 autocast + loss "
                              "scaling on older GPUs")
@@ -52,7 +52,7 @@ def train_parser() -> argparse.ArgumentParser:
 def test_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tools/test.py", description="Test a DIM checkpoint on a config's test set")
     parser.add_argument("config", help="test config file path")
-    parser.add_argument("checkpoint", help="checkpoint file")
+    parser.add_argument("checkpoint", help="checkpoint file, http(s)/file URL, or released model name (dim models)")
     parser.add_argument("--out", help="write the metrics (per image and mean) to this JSON file")
     parser.add_argument("--save-path", help="write each predicted alpha matte to DIR/<merged stem>.png")
     _common(parser)
@@ -68,7 +68,7 @@ def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = F
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     path = Path(args.config)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; see configs/dim/ for the available configs")
+        raise config.config_not_found(path)
     cfg = config.Config.fromfile(path)
     if args.cfg_options:
         config.merge_options(cfg, args.cfg_options)
@@ -113,7 +113,7 @@ def _test(args: argparse.Namespace) -> None:
     from dimatting.engine.tester import test
 
     run = load_run(args)
-    test(run, Path(args.checkpoint), save_path=args.save_path and Path(args.save_path),
+    test(run, args.checkpoint, save_path=args.save_path and Path(args.save_path),
          out=args.out and Path(args.out), baseline=True)
 
 

@@ -21,6 +21,7 @@ from dimatting.engine.runconfig import RunConfig
 from dimatting.engine.trainer import flush_denormals
 from dimatting.engine.weights import load_start_weights
 from dimatting.errors import ConfigError
+from dimatting.hub import resolve_checkpoint
 from dimatting.io import write_json, write_text
 from dimatting.metrics import format_table
 
@@ -29,14 +30,14 @@ logger = logging.getLogger("dimatting")
 
 def test(
     run: RunConfig,
-    checkpoint: Path,
+    checkpoint: Path | str,
     save_path: Path | None = None,
     out: Path | None = None,
     baseline: bool = False,
     start_logging: bool = True,
 ) -> dict:
-    """Evaluate `checkpoint` on `test_dataloader.dataset`; returns the metric result dict (protocol, n, mean,
-    images), as `dim evaluate --json` writes it."""
+    """Evaluate `checkpoint` (a file, URL or released name) on `test_dataloader.dataset`; returns the metric
+    result dict (protocol, n, mean, images), as `dim evaluate --json` writes it."""
     cfg = run.cfg
     info = dist.init_distributed(run.launcher, cfg.get("env_cfg", {}).get("dist_cfg"))
     if start_logging:
@@ -51,7 +52,7 @@ def test(
                        loader_cfg.get("batch_size"))
     keys = registry.metric_keys(cfg.get("test_evaluator") or cfg.get("val_evaluator"), "test_evaluator")
     model = registry.build_model(cfg["model"])
-    load_start_weights(model, Path(checkpoint))
+    load_start_weights(model, resolve_checkpoint(checkpoint))  # downloads (once) after logging has started
     model.to(info.device)
     flush_denormals(info.device)
     dataset = registry.build_dataset(loader_cfg["dataset"], "test_dataloader.dataset")

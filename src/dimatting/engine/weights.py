@@ -1,7 +1,7 @@
 """Where a training run's starting weights come from: resume > load_from > init_from > pretrained VGG16.
 
 The reference always initialises (downloading ImageNet VGG16 for the encoder) and then loads `load_from`.
-Here the download is a local file, so it is only required when nothing else supplies the weights: a
+Here the VGG16 file is only looked up (and downloaded if needed) when nothing else supplies the weights: a
 chained stage 2/3 run does not need the VGG16 file it would overwrite anyway.
 """
 
@@ -10,39 +10,48 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 from torch import nn
 
 from dimatting.checkpoint import load_checkpoint, load_vgg16_encoder, load_weights
 from dimatting.engine.checkpointing import stage_checkpoint
 from dimatting.errors import CheckpointError, ConfigError
+from dimatting.hub import SCHEMES, download, resolve_checkpoint
 
 logger = logging.getLogger("dimatting")
 
 PRETRAINED_ENV = "DIMATTING_PRETRAINED"
 DEFAULT_PRETRAINED = Path("~/.cache/dimatting/vgg16.pth")
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision's ImageNet VGG16
 FROM_SCRATCH = "--cfg-options model.backbone.encoder.init_cfg=None"
+VGG16_HINT = f"or set ${PRETRAINED_ENV}=FILE, or train from scratch with {FROM_SCRATCH}"
 
 
 def pretrained_vgg16_path(init_cfg: dict) -> Path:
-    """The local VGG16 file for a `Pretrained` init_cfg: $DIMATTING_PRETRAINED, a local `checkpoint`, or the
-    cache path; a `ConfigError` naming where to put it (or how to train from scratch) if there is none."""
+    """The local VGG16 file for a `Pretrained` init_cfg, first found of: $DIMATTING_PRETRAINED (a file or a
+    URL), the init_cfg's `checkpoint` when it is a local file or an http(s)/file URL, ~/.cache/dimatting/vgg16.pth,
+    torchvision's ImageNet VGG16 (`VGG16_URL`) from torch.hub's cache, downloaded there if it is not cached.
+
+    The first two and the cached copies work offline. The reference's `open-mmlab://mmedit/vgg16` is not
+    fetched: torchvision's file is the ImageNet VGG16 this project starts from (see docs/training.md).
+    """
     env = os.environ.get(PRETRAINED_ENV)
     if env:
-        path = Path(env).expanduser()
+        path = resolve_checkpoint(env)
         if not path.is_file():
             raise ConfigError(f"{path}: ${PRETRAINED_ENV} names a missing file; fix it or unset it")
         return path
-    named = Path(str(init_cfg.get("checkpoint", ""))).expanduser()
-    if named.suffix and named.is_file():
-        return named
+    named = str(init_cfg.get("checkpoint", ""))
+    if urlparse(named).scheme.lower() in SCHEMES:
+        return download(named, hint=VGG16_HINT)
+    local = Path(named).expanduser()
+    if local.suffix and local.is_file():
+        return local
     cached = DEFAULT_PRETRAINED.expanduser()
     if cached.is_file():
         return cached
-    raise ConfigError(
-        f"{cached}: ImageNet VGG16 weights for the encoder not found (nothing is downloaded); put torchvision's "
-        f"vgg16 state dict there or set ${PRETRAINED_ENV}=FILE, or train from scratch with {FROM_SCRATCH}"
-    )
+    return download(VGG16_URL, hint=VGG16_HINT)
 
 
 def init_pretrained_encoder(model: nn.Module) -> None:
@@ -88,10 +97,11 @@ def apply_model_init_cfg(model: nn.Module) -> None:
 
 
 def starting_checkpoint(cfg: dict) -> Path | None:
-    """`load_from` if set (must exist), else the chained stage's checkpoint (`init_from`), else None."""
+    """`load_from` if set (a file, URL or released name; must exist), else the chained stage's checkpoint
+    (`init_from`), else None."""
     load_from = cfg.get("load_from")
     if load_from:
-        path = Path(str(load_from)).expanduser()
+        path = resolve_checkpoint(str(load_from))
         if not path.is_file():
             raise CheckpointError(f"{path}: load_from checkpoint not found; check the path")
         return path

@@ -185,3 +185,32 @@ def test_a_foreground_of_another_size_names_the_key_the_sizes_and_the_record(tmp
                                         rf"must have the same size: fix or resize the fg file \[{root}/ann.json "
                                         rf"record 1: alpha={root}/alpha/b.png, fg={root}/fg/b.png, bg="):
         dataset[(1, 1)]
+
+
+def test_a_samples_files_load_in_threads_with_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The leading loads run at once in threads; values and key order equal loading one by one."""
+    import os
+    import threading
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    root = fake_root(tmp_path)
+    for name in ("a", "b"):  # distinct content per file, so a mix-up would show
+        for i, folder in enumerate(("alpha", "fg", "bg", "merged")):
+            cv2.imwrite(str(root / folder / f"{name}.png"), np.full((40, 48, 3), 30 * i + ord(name), np.uint8))
+    (root / "ann.json").write_text(json.dumps(records()))
+    dataset = AdobeComp1kDataset("ann.json", data_root=str(root), pipeline=stage1_train_pipeline())
+    seen = set()
+    real_load = LoadImageFromFile._load
+    monkeypatch.setattr(LoadImageFromFile, "_load",
+                        lambda self, path: seen.add(threading.current_thread().name) or real_load(self, path))
+    threaded = dataset[(1, 5)]
+    assert all(name.startswith("load") for name in seen) and dataset._load_threads() > 1
+    monkeypatch.setattr(AdobeComp1kDataset, "_load_threads", lambda self: 1)
+    seen.clear()
+    sequential = dataset[(1, 5)]
+    assert seen == {threading.current_thread().name}
+    assert list(threaded["data_samples"]) == list(sequential["data_samples"])
+    for key, value in sequential["data_samples"].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(threaded["data_samples"][key], value), key
+    assert torch.equal(threaded["inputs"], sequential["inputs"])

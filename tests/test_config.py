@@ -207,7 +207,7 @@ def test_seed_configs_unused_keys(name: str) -> None:
     for key in unused:
         assert not key.startswith(("model", "train_dataloader.dataset", "optim_wrapper.optimizer", "init_from"))
         assert key not in ("train_cfg.max_iters", "default_hooks.checkpoint.save_best", "load_from", "resume",
-                           "experiment_name", "env_cfg.cudnn_benchmark")
+                           "experiment_name", "env_cfg.cudnn_benchmark", "env_cfg.mp_cfg")
     assert len(unused) == len(set(unused))
     assert check_keys(load(name, REFERENCE)) == unused
 

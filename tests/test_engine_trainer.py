@@ -110,3 +110,27 @@ def test_compile_wraps_the_training_step(tmp_path: Path, monkeypatch: pytest.Mon
     assert train_main([str(QUICKSTART), "--work-dir", "wd", "--compile", "--cfg-options", *options]) == 0
     assert len(compiled) == 1 and isinstance(compiled[0], LossStep)
     assert "--compile: the training step is compiled with torch.compile" in capsys.readouterr().out
+
+
+def test_loader_follows_env_cfg_mp_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the reference: OpenCV's thread count and the workers' start method come from env_cfg.mp_cfg."""
+    import cv2
+
+    from dimatting import config
+    from dimatting.data.synthetic import make_synthetic
+    from dimatting.engine import dist
+    from dimatting.engine.runconfig import TrainSettings
+    from dimatting.engine.state import TrainState
+    from dimatting.engine.trainer import build_loader
+
+    make_synthetic(tmp_path / "data", n_train=2, n_test=0, seed=0, size=(64, 64))
+    cfg = config.Config.fromfile(QUICKSTART)
+    config.merge_options(cfg, ["train_dataloader.dataset.data_root=" + str(tmp_path / "data"),
+                               "env_cfg.mp_cfg.opencv_num_threads=3", "env_cfg.mp_cfg.mp_start_method=spawn"])
+    before = cv2.getNumThreads()
+    try:
+        loader = build_loader(cfg, TrainSettings.from_config(cfg, QUICKSTART), TrainState(seed=0), dist.DistInfo())
+        assert cv2.getNumThreads() == 3
+        assert loader.multiprocessing_context.get_start_method() == "spawn"
+    finally:
+        cv2.setNumThreads(before)

@@ -480,6 +480,7 @@ HONOURED_KEYS: tuple[str, ...] = (
     "test_evaluator.*",
     "env_cfg.dist_cfg.*",
     "env_cfg.cudnn_benchmark",
+    "env_cfg.mp_cfg.*",
     "experiment_name",
 )
 

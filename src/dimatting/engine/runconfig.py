@@ -73,6 +73,8 @@ class TrainSettings:
     batch_size: int
     num_workers: int
     shuffle: bool
+    opencv_threads: int | None  # env_cfg.mp_cfg.opencv_num_threads: OpenCV's own threads in every process
+    mp_start_method: str | None  # env_cfg.mp_cfg.mp_start_method: how data-loader workers are started
 
     @classmethod
     def from_config(cls, cfg: dict, config_path: Path) -> TrainSettings:
@@ -94,6 +96,8 @@ class TrainSettings:
             batch_size=int(_get(cfg, "train_dataloader.batch_size", 1)),
             num_workers=int(_get(cfg, "train_dataloader.num_workers", 0) or 0),
             shuffle=bool(_get(cfg, "train_dataloader.sampler.shuffle", True)),
+            opencv_threads=_get(cfg, "env_cfg.mp_cfg.opencv_num_threads"),
+            mp_start_method=_get(cfg, "env_cfg.mp_cfg.mp_start_method"),
         )
 
     def validates_at(self, iteration: int) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -217,7 +218,11 @@ def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
 
 
 def build_loader(cfg: dict, settings: TrainSettings, state: TrainState, info: dist.DistInfo) -> DataLoader:
-    """The training batches, an infinite seeded stream that starts where the state says."""
+    """The training batches, an infinite seeded stream that starts where the state says. As the reference,
+    `env_cfg.mp_cfg` sets OpenCV's thread count (inherited by the workers: several workers each running
+    OpenCV's default one-thread-per-core pool would oversubscribe the CPU) and the workers' start method."""
+    if settings.opencv_threads is not None:
+        cv2.setNumThreads(int(settings.opencv_threads))
     dataset = registry.build_dataset(cfg["train_dataloader"]["dataset"])
     sampler = InfiniteSeededSampler(len(dataset), state.seed, info.rank, info.world_size, start=state.samples_seen,
                                     shuffle=settings.shuffle)
@@ -230,6 +235,7 @@ def build_loader(cfg: dict, settings: TrainSettings, state: TrainState, info: di
         collate_fn=collate,
         pin_memory=info.device.type == "cuda",
         worker_init_fn=functools.partial(seed_worker, seed=state.seed, num_workers=workers, rank=info.rank),
+        multiprocessing_context=settings.mp_start_method if workers else None,
         persistent_workers=False,
     )
 

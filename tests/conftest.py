@@ -35,3 +35,20 @@ def golden_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(shared_dir: Path) -> Path:
     return shared_dir / "data"
+
+
+@pytest.fixture(scope="session")
+def serve_checkpoint(tmp_path_factory) -> Path:
+    """A stage-3 DIM checkpoint with random weights, for the `dim serve` tests."""
+    from tests.serve_helpers import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("serve") / "stage3.pth")
+
+
+@pytest.fixture(scope="session")
+def served(serve_checkpoint):
+    """`dim serve`'s app on a free localhost port for the whole session (see tests/serve_helpers.py)."""
+    from tests.serve_helpers import running_server
+
+    with running_server(serve_checkpoint) as server:
+        yield server

@@ -6,6 +6,7 @@ real port even with `--port 0`; browsers that connect early wait in the listen b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import socket
@@ -70,4 +71,6 @@ def serve(
               f"uploads up to {settings.max_upload_bytes / MIB:g} MiB and {settings.max_pixels / 1e6:g} MP; "
               f"open {url_of(sock)} in a browser (Ctrl+C stops)", flush=True)
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl+C it shut down for: no error
+            uvicorn.Server(config).run(sockets=[sock])
+    print("dim serve: stopped", flush=True)

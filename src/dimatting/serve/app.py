@@ -34,7 +34,7 @@ from dimatting.io import Upload
 from dimatting.serve import jobs
 from dimatting.serve.device import DeviceQueue
 from dimatting.serve.guard import LocalGuard
-from dimatting.serve.uploads import MIB, check_pixels, read_form
+from dimatting.serve.uploads import MIB, check_pixels, printable, read_form
 from dimatting.trimap import DEFAULT_BAND
 
 if TYPE_CHECKING:
@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dimatting.serve")
 
 PAIR_FIELDS = ("image", "trimap", "mask", "band", "trimap_tolerant")
+# the mask's erosion costs band^2 per pixel (400 px: ~3 min for 4 MP), so a request may not ask for more
+MAX_BAND = 100
 _PROGRESS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 STATIC_DIR = Path(__file__).with_name("static")
+API = "GET /api/health, POST /api/predict, POST /api/image, POST /api/trimap, GET /api/progress/<id>"
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def _fields(form: dict[str, Upload], allowed: tuple[str, ...]) -> None:
 def _flag(upload: Upload | None) -> bool:
     text = upload.data.decode("latin-1").strip().lower() if upload is not None else "false"
     if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
-        raise HTTPException(400, f"trimap_tolerant '{text}': give true or false")
+        raise HTTPException(400, f"trimap_tolerant '{printable(text)}': give true or false")
     return text in ("1", "true", "yes", "on")
 
 
@@ -92,8 +95,13 @@ def _pair(form: dict[str, Upload]) -> _Pair:
     if "band" in form:
         text = form["band"].data.decode("latin-1").strip()
         if not re.fullmatch(r"[+-]?\d{1,9}", text):
-            raise HTTPException(400, f"band '{text}': give the unknown band width in pixels, e.g. {DEFAULT_BAND}")
+            raise HTTPException(
+                400, f"band '{printable(text)}': give the unknown band width in pixels, e.g. {DEFAULT_BAND}"
+            )
         band = int(text)
+        if band > MAX_BAND:
+            raise HTTPException(400, f"band {band}: this server builds bands of at most {MAX_BAND} px (the time "
+                                "grows with the square of the band); paint a wider unknown region instead")
     return _Pair(image, trimap, mask, band, _flag(form.get("trimap_tolerant")))
 
 
@@ -135,7 +143,7 @@ async def health(request: Request) -> JSONResponse:
 async def progress(request: Request) -> JSONResponse:
     watched = request.app.state.queue.watched.get(request.path_params["id"])
     if watched is None:
-        raise HTTPException(404, f"no prediction in progress with id '{request.path_params['id'][:64]}'")
+        raise HTTPException(404, f"no prediction in progress with id '{printable(request.path_params['id'])}'")
     return JSONResponse(watched.as_json())
 
 
@@ -149,17 +157,14 @@ async def image(request: Request) -> Response:
 async def trimap(request: Request) -> Response:
     pair = _pair(await read_form(request, request.app.state.settings.max_upload_bytes))
     _check_pixels(request, pair)
-    _, levels, messages = await run_in_threadpool(
-        jobs.read_inputs, pair.image, pair.trimap, pair.mask, pair.band, pair.tolerant
-    )
-    return _png(await run_in_threadpool(jobs.trimap_png, levels), messages)
+    return _png(*await run_in_threadpool(jobs.trimap_png, pair.image, pair.trimap, pair.mask, pair.band, pair.tolerant))
 
 
 async def predict(request: Request) -> Response:
     state = request.app.state
     output = request.query_params.get("output", "alpha")
     if output not in jobs.OUTPUTS:
-        raise HTTPException(400, f"output={output[:40]}: use alpha or cutout")
+        raise HTTPException(400, f"output={printable(output)}: use alpha or cutout")
     watch_id = request.query_params.get("progress")
     if watch_id is not None and not _PROGRESS_ID.fullmatch(watch_id):
         raise HTTPException(400, "progress id: use 1-64 letters, digits, '-' or '_' (e.g. a random UUID)")
@@ -181,12 +186,9 @@ async def predict(request: Request) -> Response:
     return _png(png, notes + more)
 
 
-API = "GET /api/health, POST /api/predict, POST /api/image, POST /api/trimap, GET /api/progress/<id>"
-
-
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     message = exc.detail
-    path = request.url.path[:100]
+    path = printable(request.url.path, 100)
     if exc.status_code == 404 and message == "Not Found":  # raised by the router
         message = f"{path}: not found; the page is GET / and the API is {API}"
     elif exc.status_code == 405:

@@ -92,6 +92,9 @@ def predict_png(
     return png, messages
 
 
-def trimap_png(trimap: np.ndarray) -> bytes:
-    """A checked trimap as a gray PNG (values 0, 128, 255 only)."""
-    return encode_image(trimap)
+def trimap_png(
+    image: Upload, trimap: Upload | None, mask: Upload | None, band: int, tolerant: bool
+) -> tuple[bytes, list[str]]:
+    """The trimap a prediction of these inputs would use, as a gray PNG (values 0, 128, 255 only)."""
+    _, levels, messages = read_inputs(image, trimap, mask, band, tolerant)
+    return encode_image(levels), messages

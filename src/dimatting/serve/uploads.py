@@ -25,13 +25,16 @@ MIB = 1024 * 1024
 _NAME_LIMIT = 120  # characters of a client's file name kept for messages
 
 
+def printable(text: str, limit: int = 40) -> str:
+    """Client text fit to quote in a one-line message: no control characters (no line breaks), cut short."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()[:limit]
+
+
 def display_name(file_name: bytes | None, field: str) -> str:
-    """The client's file name as a label for messages: base name only, no control characters; the field
-    name when the client sent none. It is only ever printed, never used as a path."""
-    text = (file_name or b"").decode("utf-8", "replace")
-    text = re.split(r"[\\/]", text)[-1]
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()
-    return text[:_NAME_LIMIT] or field
+    """The client's file name as a label for messages: base name only, printable; the field name when the
+    client sent none. It is only ever printed, never used as a path."""
+    text = re.split(r"[\\/]", (file_name or b"").decode("utf-8", "replace"))[-1]
+    return printable(text, _NAME_LIMIT) or field
 
 
 def _boundary(content_type: str | None) -> bytes:

@@ -96,13 +96,6 @@ export class Trimap {
     return step;
   }
 
-  /** Counts of the three levels, e.g. to warn before predicting without unknown pixels. */
-  count(level) {
-    let n = 0;
-    for (let i = 0; i < this.values.length; i++) if (this.values[i] === level) n++;
-    return n;
-  }
-
   _push(step) {
     this.undoStack.push(step);
     this.redoStack = [];

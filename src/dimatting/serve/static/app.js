@@ -194,7 +194,10 @@ async function showResult(blob) {
   const bitmap = await bitmapOf(blob);
   const alpha = channel(pixelsOf(bitmap), 3);
   const gray = context("alpha").createImageData(bitmap.width, bitmap.height);
-  for (let i = 0; i < alpha.length; i++) gray.data.set([alpha[i], alpha[i], alpha[i], 255], i * 4);
+  for (let i = 0, j = 0; i < alpha.length; i++, j += 4) {
+    gray.data[j] = gray.data[j + 1] = gray.data[j + 2] = alpha[i];
+    gray.data[j + 3] = 255;
+  }
   context("alpha").putImageData(gray, 0, 0);
   context("cutout").clearRect(0, 0, bitmap.width, bitmap.height);
   context("cutout").drawImage(bitmap, 0, 0);
@@ -323,7 +326,7 @@ function onKeyDown(event) {
   else if (ctrl && key === "z") undoRedo(event.shiftKey ? state.trimap?.redo() : state.trimap?.undo());
   else if (ctrl && key === "y") undoRedo(state.trimap?.redo());
   else if (ctrl) return;
-  else if (key in TOOL_KEYS) document.querySelector(`input[name=tool][value="${TOOL_KEYS[key]}"]`).checked = true;
+  else if (Object.hasOwn(TOOL_KEYS, key)) document.querySelector(`input[name=tool][value="${TOOL_KEYS[key]}"]`).checked = true;
   else if (key === "[" || key === "]") setBrushSize(key === "]" ? brushSize() * 1.25 + 1 : brushSize() / 1.25 - 1);
   else if (key === "0") view.fit();
   else if (key === "1") view.actualSize();

@@ -65,3 +65,20 @@ def offline_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]
 def refused_url(offline_downloads: int) -> str:
     """A URL on a local port that refuses connections."""
     return f"http://127.0.0.1:{offline_downloads}/refused-ckpt.pth"
+
+
+@pytest.fixture(scope="session")
+def serve_checkpoint(tmp_path_factory) -> Path:
+    """A stage-3 DIM checkpoint with random weights, for the `dim serve` tests."""
+    from tests.serve_helpers import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("serve") / "stage3.pth")
+
+
+@pytest.fixture(scope="session")
+def served(serve_checkpoint):
+    """`dim serve`'s app on a free localhost port for the whole session (see tests/serve_helpers.py)."""
+    from tests.serve_helpers import running_server
+
+    with running_server(serve_checkpoint) as server:
+        yield server

@@ -14,7 +14,7 @@ import sys
 
 from dimatting.errors import DimattingError
 
-SUBCOMMANDS = ("predict", "evaluate", "make_synthetic", "prepare_comp1k", "export_onnx", "models")
+SUBCOMMANDS = ("predict", "evaluate", "make_synthetic", "prepare_comp1k", "export_onnx", "models", "serve")
 
 
 def setup_logging(debug: bool = False) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,24 @@ from dimatting.errors import InputError
 logger = logging.getLogger("dimatting")
 
 TRIMAP_LEVELS = (0, 128, 255)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file received over the network (`dim serve`): its bytes and the client's file name.
+
+    The readers below accept one wherever they accept a path, so an upload is checked by the same code and
+    its errors read exactly like the CLI's. The name only labels messages; it is never opened.
+    """
+
+    name: str
+    data: bytes
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ImageSource = str | os.PathLike | Upload
 
 
 def _umask() -> int:
@@ -75,31 +94,45 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 image atomically: HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA); format from the suffix."""
-    path = Path(path)
+def encode_image(image: np.ndarray, suffix: str = ".png", name: object = "image") -> bytes:
+    """A uint8 image, HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA), as the bytes of a `suffix` file (`name` labels
+    errors). The PNGs `dim predict` writes and `dim serve` sends come from here."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise TypeError(f"write_image expects uint8, got {image.dtype} for {path}")
+        raise TypeError(f"encode_image expects uint8, got {image.dtype} for {name}")
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    ok, buf = cv2.imencode(path.suffix or ".png", image)
+    ok, buf = cv2.imencode(suffix, image)
     if not ok:
-        raise InputError(f"{path}: cannot encode an image with suffix '{path.suffix}'; use .png")
-    write_bytes(path, buf.tobytes())
+        raise InputError(f"{name}: cannot encode an image with suffix '{suffix}'; use .png")
+    return buf.tobytes()
 
 
-def _decode(path: str | os.PathLike, what: str) -> np.ndarray:
-    """Decode any image file OpenCV can read, unchanged (depth and channels as stored)."""
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 image atomically: HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA); format from the suffix."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} file not found; check the path")
-    data = np.fromfile(path, dtype=np.uint8)
+    write_bytes(path, encode_image(image, path.suffix or ".png", path))
+
+
+def undecodable(source: ImageSource, what: str) -> InputError:
+    """The error for bytes that are not an image we can read: one wording for files and uploads."""
+    return InputError(f"{source}: cannot decode the {what} (corrupt or not an image); re-export it as PNG")
+
+
+def _decode(source: ImageSource, what: str) -> np.ndarray:
+    """Decode any image file OpenCV can read, unchanged (depth and channels as stored)."""
+    if isinstance(source, Upload):
+        path, data = source, np.frombuffer(source.data, dtype=np.uint8)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{path}: {what} file not found; check the path")
+        data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise InputError(f"{path}: cannot decode the {what} (corrupt or not an image); re-export it as PNG")
+        raise undecodable(path, what)
     if image.dtype == np.uint16:
         image = np.round(image.astype(np.float64) / 257.0).astype(np.uint8)
     elif image.dtype != np.uint8:
@@ -107,7 +140,7 @@ def _decode(path: str | os.PathLike, what: str) -> np.ndarray:
     return image
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: ImageSource) -> np.ndarray:
     """Read a photo as RGB uint8 HxWx3; grayscale is replicated, the alpha channel of RGBA is dropped."""
     image = _decode(path, "image")
     if image.ndim == 2:
@@ -121,7 +154,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_gray(path: str | os.PathLike, what: str = "alpha") -> np.ndarray:
+def read_gray(path: ImageSource, what: str = "alpha") -> np.ndarray:
     """Read a single-channel uint8 HxW map (alpha, trimap, mask).
 
     Files stored with 3 or 4 equal colour channels (common for alphas and trimaps) give that channel;
@@ -174,7 +207,7 @@ def normalize_trimap(trimap: np.ndarray, source: str = "trimap", tolerant: bool 
     return lut[trimap]
 
 
-def read_trimap(path: str | os.PathLike, tolerant: bool = False) -> np.ndarray:
+def read_trimap(path: ImageSource, tolerant: bool = False) -> np.ndarray:
     """Read a trimap as uint8 HxW in {0, 128, 255} (see `normalize_trimap` for the rules)."""
     return normalize_trimap(read_gray(path, "trimap"), source=str(path), tolerant=tolerant)
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dimatting.errors import DimattingError, InputError
-from dimatting.io import check_same_size, files_by_stem, read_gray, read_image, read_trimap, write_image
+from dimatting.io import files_by_stem, write_image
 from dimatting.tiling import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
-from dimatting.trimap import trimap_from_mask
+from dimatting.trimap import DEFAULT_BAND, read_image_and_trimap
 
 if TYPE_CHECKING:
     from dimatting.inference import Matter
@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--save-trimap", nargs="?", const=True, default=None, metavar="TRIMAP.png",
         help="also write the trimap used (handy with --mask); folder: <stem>_trimap.png",
     )
-    parser.add_argument("--band", type=int, default=15, help="with masks: unknown band width in px each side")
+    parser.add_argument("--band", type=int, default=DEFAULT_BAND, help="with masks: unknown band width in px each side")
     parser.add_argument(
         "--trimap-tolerant", action="store_true", help="map stray trimap values to the nearest of 0/128/255"
     )
@@ -168,15 +168,7 @@ def _folder_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
 
 
 def _load_pair(job: Job, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    image = read_image(job.image)
-    if job.trimap is not None:
-        trimap = read_trimap(job.trimap, tolerant=args.trimap_tolerant)
-        check_same_size(image, trimap, job.image, job.trimap)
-    else:
-        mask = read_gray(job.mask, "mask")
-        check_same_size(image, mask, job.image, job.mask)
-        trimap = trimap_from_mask(mask, band=args.band, source=job.mask)
-    return image, trimap
+    return read_image_and_trimap(job.image, job.trimap, job.mask, band=args.band, tolerant=args.trimap_tolerant)
 
 
 def _predict_one(

@@ -102,7 +102,7 @@ def _train(args: argparse.Namespace) -> None:
 
     run = load_run(args, resume=args.resume, amp=args.amp, compile=args.compile)
     quickstart.prepare_data(run.cfg, run.launcher)
-    result = train(run)
+    result = train(run, quickstart.TimeCheck(run.cfg) if quickstart.settings(run.cfg) else None)
     if quickstart.settings(run.cfg).get("test"):
         checkpoint = result.best or result.last
         logger.info("Testing %s on the test set", checkpoint)

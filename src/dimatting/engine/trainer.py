@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,18 @@ from dimatting.errors import ConfigError, DataError, DimattingError
 logger = logging.getLogger("dimatting")
 # `Exp name: <experiment_name>_<timestamp>` every this many iterations, as the reference's LoggerHook
 EXP_NAME_INTERVAL = 1000
+# iterations timed for `on_estimate`: the first builds oneDNN/cuDNN kernels, the following ones are typical
+ESTIMATE_AFTER = 4
+
+
+@dataclass(frozen=True)
+class EarlyTiming:
+    """How fast this run trains, measured over its first iterations (the first one excluded)."""
+
+    seconds_per_iter: float
+    iterations_left: int
+    validations_left: int
+    pixels_per_iter: int  # batch x crop height x crop width
 
 
 @dataclass
@@ -370,8 +382,9 @@ def worker_message(exc: Exception) -> str:
     return str(exc)
 
 
-def train(run: RunConfig) -> TrainResult:
-    """Train the model `run.cfg` describes; rank 0 logs and saves into `run.work_dir`."""
+def train(run: RunConfig, on_estimate: Callable[[EarlyTiming], None] | None = None) -> TrainResult:
+    """Train the model `run.cfg` describes; rank 0 logs and saves into `run.work_dir`. `on_estimate` is called
+    once, after `ESTIMATE_AFTER` iterations, with how fast the run goes."""
     settings = TrainSettings.from_config(run.cfg, run.config_path)
     info = dist.init_distributed(run.launcher, run.cfg.get("env_cfg", {}).get("dist_cfg"))
     stamp, log_dir = run.start_logging(info)
@@ -397,7 +410,7 @@ def train(run: RunConfig) -> TrainResult:
     logger.info("Checkpoints will be saved to %s.", run.work_dir)
     with StopRequest() as stop:
         last = run_loop(training, state, settings, run.work_dir, LossLog(state, log_dir, info.is_main), loader,
-                        validation, scalars, stop)
+                        validation, scalars, stop, on_estimate)
     logger.info("Log saved under %s", log_dir)
     logger.info("Checkpoint saved under %s", run.work_dir)
     return TrainResult(run.work_dir, log_dir, last or checkpointing.last_checkpoint(run.work_dir),
@@ -405,8 +418,8 @@ def train(run: RunConfig) -> TrainResult:
 
 
 def run_loop(training: Training, state: TrainState, settings: TrainSettings, work_dir: Path, losses_log: LossLog,
-             loader: DataLoader, validation: Validation | None, scalars: JsonLines | None, stop: StopRequest
-             ) -> Path | None:
+             loader: DataLoader, validation: Validation | None, scalars: JsonLines | None, stop: StopRequest,
+             on_estimate: Callable[[EarlyTiming], None] | None = None) -> Path | None:
     """Iterate from `state.iteration + 1` to `max_iters`; returns the last iteration checkpoint written.
 
     Losses are read back (and checked, and agreed over ranks with a pending stop signal) at every log,
@@ -415,7 +428,7 @@ def run_loop(training: Training, state: TrainState, settings: TrainSettings, wor
     info, device = training.info, training.device
     batches_per_epoch = math.ceil(len(loader.dataset) / settings.batch_size)  # the reference's loader length
     sync_every = 1 if device.type == "cpu" else settings.log_interval
-    last_saved, run_time, run_iters = None, 0.0, 0
+    last_saved, run_time, run_iters, first_time = None, 0.0, 0, 0.0
     batches = iter(loader)
     tick = time.perf_counter()
     for it in range(state.iteration + 1, settings.max_iters + 1):
@@ -425,7 +438,12 @@ def run_loop(training: Training, state: TrainState, settings: TrainSettings, wor
         state.iteration, state.samples_seen = it, state.samples_seen + settings.batch_size * info.world_size
         iter_time = time.perf_counter() - tick
         run_time, run_iters = run_time + iter_time, run_iters + 1
+        first_time = iter_time if run_iters == 1 else first_time
         losses_log.add(it, losses, {"time": iter_time, "data_time": data_time})
+        if on_estimate is not None and run_iters == ESTIMATE_AFTER:
+            on_estimate(EarlyTiming((run_time - first_time) / (run_iters - 1), settings.max_iters - it,
+                                    sum(map(settings.validates_at, range(it + 1, settings.max_iters + 1))),
+                                    batch["inputs"].shape[0] * batch["inputs"].shape[-2] * batch["inputs"].shape[-1]))
         stopping = 0
         if (settings.logs_at(it) or settings.saves_at(it) or settings.validates_at(it) or it % sync_every == 0
                 or (stop.signum is not None and not info.distributed)):

@@ -13,6 +13,7 @@ sample that went bad after start-up, a full disk while saving; SIGTERM/SIGINT sa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -363,6 +364,21 @@ def validate_and_save(training: Training, state: TrainState, settings: TrainSett
     return work_dir / f"iter_{iteration}.pth"
 
 
+@contextlib.contextmanager
+def worker_batches(loader: DataLoader) -> Iterator[Iterator[dict]]:
+    """The loader's batches, its worker processes shut down when the block ends, however it ends. Left to
+    garbage collection (an exception's traceback keeps the iterator alive), they would outlive the run and the
+    interpreter would wait for them forever at exit: they ignore the SIGTERM it stops daemon processes with.
+    PyTorch has no public close for the iterator; `_shutdown_workers` is what its finaliser calls."""
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # absent with num_workers=0: nothing to stop
+        if shutdown is not None:
+            shutdown()
+
+
 def next_batch(batches: Iterator[dict], iteration: int, work_dir: Path, last_saved: Path | None) -> dict:
     """The next batch; a sample that went bad after start-up stops the run naming it and the iteration."""
     try:
@@ -408,9 +424,10 @@ def train(run: RunConfig, on_estimate: Callable[[EarlyTiming], None] | None = No
     vis = log_dir / "vis_data"
     scalars = JsonLines(vis / "scalars.json", vis / f"{stamp}.json") if info.is_main else None
     logger.info("Checkpoints will be saved to %s.", run.work_dir)
-    with StopRequest() as stop:
-        last = run_loop(training, state, settings, run.work_dir, LossLog(state, log_dir, info.is_main), loader,
-                        validation, scalars, stop, on_estimate)
+    epoch = math.ceil(len(loader.dataset) / settings.batch_size)  # the reference's loader length
+    with StopRequest() as stop, worker_batches(loader) as batches:
+        last = run_loop(training, state, settings, run.work_dir, LossLog(state, log_dir, info.is_main), batches,
+                        epoch, validation, scalars, stop, on_estimate)
     logger.info("Log saved under %s", log_dir)
     logger.info("Checkpoint saved under %s", run.work_dir)
     return TrainResult(run.work_dir, log_dir, last or checkpointing.last_checkpoint(run.work_dir),
@@ -418,18 +435,17 @@ def train(run: RunConfig, on_estimate: Callable[[EarlyTiming], None] | None = No
 
 
 def run_loop(training: Training, state: TrainState, settings: TrainSettings, work_dir: Path, losses_log: LossLog,
-             loader: DataLoader, validation: Validation | None, scalars: JsonLines | None, stop: StopRequest,
-             on_estimate: Callable[[EarlyTiming], None] | None = None) -> Path | None:
+             batches: Iterator[dict], batches_per_epoch: int, validation: Validation | None,
+             scalars: JsonLines | None, stop: StopRequest, on_estimate: Callable[[EarlyTiming], None] | None = None
+             ) -> Path | None:
     """Iterate from `state.iteration + 1` to `max_iters`; returns the last iteration checkpoint written.
 
     Losses are read back (and checked, and agreed over ranks with a pending stop signal) at every log,
     validation and checkpoint iteration, and on the CPU at every iteration; on a GPU reading them would make
     the host wait for the device, so in between the step runs ahead."""
     info, device = training.info, training.device
-    batches_per_epoch = math.ceil(len(loader.dataset) / settings.batch_size)  # the reference's loader length
     sync_every = 1 if device.type == "cpu" else settings.log_interval
     last_saved, run_time, run_iters, first_time = None, 0.0, 0, 0.0
-    batches = iter(loader)
     tick = time.perf_counter()
     for it in range(state.iteration + 1, settings.max_iters + 1):
         batch = next_batch(batches, it, work_dir, last_saved)

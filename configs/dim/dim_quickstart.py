@@ -6,10 +6,11 @@
 # Differences from stage 1 (all for speed on a CPU): no ImageNet VGG16 (encoder init_cfg=None) but Kaiming
 # init of every conv (model init_cfg: the reference's Xavier init leaves a from-scratch DIM a constant
 # predictor for hundreds of iterations), 96 px crops instead of 320, batch 4, lr 2e-4 instead of 1e-5, fused
-# Adam (one pass over the 26M parameters instead of several: about 10% of a CPU step at this size), and 150
+# Adam (one pass over the 26M parameters instead of several: about 10% of a CPU step at this size), and 120
 # iterations instead of a million: the validation SAD ratio to the alpha=0.5 matte is about 0.56 after 100 and
-# 0.55 after 150 (0.52 after 400), so more iterations buy little here while an AVX2-only 2-core CPU takes
-# about 2.6 s per iteration. It prints its expected total time after 4 iterations.
+# 0.55 after 150 (0.52 after 400), so more iterations buy little, while 2-core CPUs differ a lot: 0.85 s per
+# iteration on the AVX2 EPYC of docs/training.md, 2.8-4.1 s reported on another. It prints its expected total
+# time after 4 iterations, and how to shorten it if that is over 10 minutes.
 _base_ = ['./dim_stage1-v16_1xb1-1000k_comp1k.py']
 
 experiment_name = 'dim_quickstart'
@@ -41,11 +42,11 @@ train_dataloader = dict(
 val_dataloader = dict(num_workers=0, dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_iters=150, val_interval=50)
+train_cfg = dict(max_iters=120, val_interval=40)
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=0.0002, fused=True))
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=50, max_keep_ckpts=1),
+    checkpoint=dict(interval=40, max_keep_ckpts=1),
 )
 randomness = dict(seed=0)
 

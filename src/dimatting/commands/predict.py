@@ -32,7 +32,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="predict alpha mattes with a DIM checkpoint",
         description="Predict the alpha matte of an image (or a folder of images) from a trimap or a rough mask.",
     )
     single = parser.add_argument_group("one image")

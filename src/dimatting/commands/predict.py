@@ -79,6 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--reference-layout", action="store_true",
         help="compute in NCHW like the reference on the CPU too (raw output bit-identical to mmagic's; slower)",
     )
+    parser.add_argument(
+        "--conv-backend", choices=("auto", "nnpack", "onednn"), default="auto",
+        help="CPU fp32 convolutions: nnpack (Winograd/FFT, fastest on AVX2 CPUs), onednn (PyTorch's default); "
+        "auto (default): nnpack on CPUs without AVX-512 (docs/predict.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -229,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     matter = load_model(
         args.checkpoint, device=args.device, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         tile_threshold=None if args.no_tiling else args.tile_threshold, precision=args.precision,
-        channels_last=False if args.reference_layout else None,
+        channels_last=False if args.reference_layout else None, conv_backend=args.conv_backend,
     )
     if not folder_mode:
         _predict_one(matter, jobs[0], args, show_tiles=True, pair=pair)

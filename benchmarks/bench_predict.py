@@ -176,20 +176,22 @@ def prepare(work: Path, sizes: list[int]) -> None:
         cv2.imwrite(str(work / f"trimap_{s}.png"), cv2.resize(trimap, (s, s), interpolation=cv2.INTER_NEAREST))
 
 
-def run_measured(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """Run `cmd` in a fresh wrapper process; returns (wall seconds, peak RSS MB of cmd, stdout)."""
+def run_measured(cmd: list[str], env: dict) -> tuple[float, float, str, float]:
+    """Run `cmd` in a fresh wrapper process; returns (wall seconds, peak RSS MB of cmd, stdout, CPU seconds:
+    these hardly move with other jobs on a shared machine, wall seconds do)."""
     wrapper = ("import resource, subprocess, sys, time\n"
                "t = time.perf_counter(); r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
                "dt = time.perf_counter() - t\n"
                "sys.stderr.write(r.stderr[-2000:])\n"
-               "print(r.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+               "print(r.returncode, dt, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime)\n"
                "print(r.stdout)\n")
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, check=True)
     first, _, rest = out.stdout.partition("\n")
-    code, wall, rss = first.split()
+    code, wall, rss, cpu = first.split()
     if code != "0":
         raise RuntimeError(f"{' '.join(cmd)} failed ({code}): {out.stderr[-1500:]}")
-    return float(wall), float(rss), rest
+    return float(wall), float(rss), rest, float(cpu)
 
 
 def main() -> None:
@@ -222,7 +224,7 @@ def main() -> None:
                     continue
                 me = [sys.executable, __file__, "--child", "warm", "--mode", mode, "--size", str(size),
                       "--work", str(work), "--runs", str(args.runs), "--threads", str(args.threads)]
-                _, _, out = run_measured(me, env)
+                _, _, out, _ = run_measured(me, env)
                 warm = json.loads(out.strip().splitlines()[-1])
                 if mode == "baseline":
                     cold_cmd = [sys.executable, __file__, "--child", "cold-baseline", "--size", str(size),
@@ -232,8 +234,8 @@ def main() -> None:
                     cold_cmd = [*dim, "predict", "--image", str(work / f"merged_{size}.png"), "--trimap",
                                 str(work / f"trimap_{size}.png"), "--checkpoint", str(ckpt),
                                 "-o", str(work / f"cold_{mode}_{size}.png"), "--device", "cpu", *MODES[mode]]
-                cold, cold_rss, _ = run_measured(cold_cmd, env)
-                row = {"size": size, "mode": mode, **warm, "cold": cold, "cold_rss_mb": cold_rss}
+                cold, cold_rss, _, cold_cpu = run_measured(cold_cmd, env)
+                row = {"size": size, "mode": mode, **warm, "cold": cold, "cold_rss_mb": cold_rss, "cold_cpu": cold_cpu}
                 base = work / f"alpha_baseline_{size}.npy"
                 if mode != "baseline" and base.exists():
                     import cv2
@@ -262,8 +264,8 @@ def format_table(rows: list[dict], args: argparse.Namespace, load_before, load_a
         f" {load_line(load_before, load_after)} (shared machine: absolute times move with the load; compare"
         " modes within one size). Cold CLI: `dim predict` process start to alpha PNG written.",
         "",
-        "| size | mode (convolutions) | warm median s (min/max, runs) | x baseline | peak RSS warm MB | cold CLI s |"
-        " x baseline | peak RSS cold MB | mean / max abs d-alpha vs baseline (unknown) |",
+        "| size | mode (convolutions) | warm median s (min/max, runs) | x baseline | peak RSS warm MB |"
+        " cold CLI s (CPU s) | x baseline | peak RSS cold MB | mean / max abs d-alpha vs baseline (unknown) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -274,7 +276,8 @@ def format_table(rows: list[dict], args: argparse.Namespace, load_before, load_a
         lines.append(
             f"| {r['size']}² | {r['mode']} ({r['backend']}) | {r['median']:.2f} ({r['min']:.2f}/{r['max']:.2f},"
             f" {r['runs']}) | {ratio} |"
-            f" {r['rss_mb']:.0f} | {r['cold']:.2f} | {cold_ratio} | {r['cold_rss_mb']:.0f} | {acc} |"
+            f" {r['rss_mb']:.0f} | {r['cold']:.2f} ({r['cold_cpu']:.1f}) | {cold_ratio} | {r['cold_rss_mb']:.0f}"
+            f" | {acc} |"
         )
     return "\n".join(lines)
 

@@ -319,6 +319,29 @@ def test_worker_count() -> None:
             metrics.worker_count(bad, 10)
 
 
+THREADED_CALLER = """
+import sys, cv2, numpy as np
+from dimatting import metrics
+if __name__ == "__main__":
+    cv2.setNumThreads(2)
+    cv2.GaussianBlur(np.zeros((2000, 2000), np.float32), (0, 0), 5)  # OpenCV's worker threads are running now
+    paths = [[sys.argv[1]] * 3, [sys.argv[2]] * 3, [sys.argv[3]] * 3]
+    assert metrics.evaluate(*paths, names=["a", "b", "c"], workers=2) == metrics.evaluate(
+        *paths, names=["a", "b", "c"])
+    print("ok")
+"""
+
+
+def test_parallel_evaluate_from_a_threaded_caller(golden_dir: Path, tmp_path: Path) -> None:
+    """A caller whose OpenCV threads are running gets workers that are not forked from it (a forked child
+    could block forever on a lock held by one of those threads), with the same results."""
+    script = tmp_path / "caller.py"
+    script.write_text(THREADED_CALLER)
+    case = [golden_dir / "metrics_cases" / d / "03_noisy.png" for d in ("pred", "gt", "trimap")]
+    out = subprocess.run([sys.executable, str(script), *map(str, case)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_evaluate_reads_a_shared_gt_and_trimap_once(golden_dir: Path, monkeypatch) -> None:
     """Comp-1k scores 20 composites against one GT alpha: each GT and trimap file is decoded once, and the
     results keep the predictions' order and equal scoring each prediction alone."""

@@ -26,7 +26,6 @@ import logging
 import math
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -386,9 +385,16 @@ def _single_threaded_opencv() -> None:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes forked where that is safe and cheap (Linux: numpy, OpenCV and the compiled kernels
-    are already loaded, nothing is imported again); the platform's default start elsewhere."""
-    context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+    """Workers forked from a fresh single-threaded server that imported this module once (numpy, OpenCV, the
+    compiled kernels), or spawned where there is no such server. Never forked from the caller: its OpenCV and
+    BLAS thread pools are running, and a forked child can wait forever on a lock one of those threads held.
+    As with every multiprocessing start on macOS and Windows, each worker imports the caller's `__main__`, so
+    scripts need the `if __name__ == "__main__":` guard."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+    else:
+        context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded_opencv)
 
 

@@ -229,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not jobs:
         raise InputError(f"{args.input_dir}: no image has a trimap/mask with the same stem; nothing to predict")
+    logger.info("%d image(s); loading %s", len(jobs), args.checkpoint)  # a first line before torch's ~1.5 s import
     from dimatting.inference import load_model  # torch is imported only when a command needs it
 
     matter = load_model(

@@ -9,7 +9,8 @@ depend on weight values). Each measurement runs in its own process so its peak R
   (sizes above 1024: one timed run, no warm-up);
 - cold: `dim predict` as a user runs it, process start to alpha file written (wall clock), peak RSS.
 Modes: `baseline` (the reference path written with plain torch.nn.functional, NCHW, no tricks: the speed
-mmagic would have here), `ours` (default: channels-last, tiles above 1024x1024 pixels), `ours-nchw`
+mmagic would have here), `ours` (the defaults: on an AVX2 CPU without AVX-512, NNPACK convolutions; tiles
+above 1024x1024 pixels), `ours-onednn` (--conv-backend onednn: oneDNN, channels-last), `ours-nchw`
 (--reference-layout), `ours-bf16` (--precision bf16, opt-in), `ours-onnxruntime` (`dim export-onnx`, then
 the .onnx file as checkpoint). Accuracy of each mode: mean and max
 |alpha - baseline alpha| over the unknown region. --write replaces the "## Predict" section of
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -35,11 +35,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from hostinfo import cpu_line, load_line  # noqa: E402
+
 GOLDEN = ROOT.parent / "shared" / "reference" / "golden"
 RESULTS = ROOT / "benchmarks" / "results.md"
 BASELINE_MAX_SIZE = 1024  # the whole-image reference path needs ~7 GB at 2048x2048
-MODES = {"baseline": [], "ours": [], "ours-nchw": ["--reference-layout"], "ours-bf16": ["--precision", "bf16"],
-         "ours-onnxruntime": []}
+MODES = {"baseline": [], "ours": [], "ours-onednn": ["--conv-backend", "onednn"], "ours-nchw": ["--reference-layout"],
+         "ours-bf16": ["--precision", "bf16"], "ours-onnxruntime": []}
+LOAD_OPTIONS = {"ours": {}, "ours-onednn": {"conv_backend": "onednn"}, "ours-nchw": {"channels_last": False},
+                "ours-bf16": {"precision": "bf16"}}
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 
@@ -117,8 +122,7 @@ def child_warm(args: argparse.Namespace) -> None:
         if args.mode == "ours-onnxruntime":
             matter = load_model(work / "stage3.onnx", device="cpu")
         else:
-            matter = load_model(work / "stage3.pth", device="cpu", channels_last=args.mode != "ours-nchw",
-                                precision="bf16" if args.mode == "ours-bf16" else "fp32")
+            matter = load_model(work / "stage3.pth", device="cpu", **LOAD_OPTIONS[args.mode])
 
         def once() -> np.ndarray:
             return alpha_to_uint8(matter.predict(read_image(merged), read_trimap(trimap)))
@@ -132,9 +136,10 @@ def child_warm(args: argparse.Namespace) -> None:
         alpha = once()
         times.append(time.perf_counter() - start)
     np.save(work / f"alpha_{args.mode}_{args.size}.npy", alpha)
+    backend = getattr(matter, "conv_backend", "onnxruntime") if args.mode != "baseline" else "onednn (NCHW)"
     print(json.dumps({"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "backend": backend}))
 
 
 def child_cold_baseline(args: argparse.Namespace) -> None:
@@ -171,20 +176,22 @@ def prepare(work: Path, sizes: list[int]) -> None:
         cv2.imwrite(str(work / f"trimap_{s}.png"), cv2.resize(trimap, (s, s), interpolation=cv2.INTER_NEAREST))
 
 
-def run_measured(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """Run `cmd` in a fresh wrapper process; returns (wall seconds, peak RSS MB of cmd, stdout)."""
+def run_measured(cmd: list[str], env: dict) -> tuple[float, float, str, float]:
+    """Run `cmd` in a fresh wrapper process; returns (wall seconds, peak RSS MB of cmd, stdout, CPU seconds:
+    these hardly move with other jobs on a shared machine, wall seconds do)."""
     wrapper = ("import resource, subprocess, sys, time\n"
                "t = time.perf_counter(); r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
                "dt = time.perf_counter() - t\n"
                "sys.stderr.write(r.stderr[-2000:])\n"
-               "print(r.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+               "print(r.returncode, dt, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime)\n"
                "print(r.stdout)\n")
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, check=True)
     first, _, rest = out.stdout.partition("\n")
-    code, wall, rss = first.split()
+    code, wall, rss, cpu = first.split()
     if code != "0":
         raise RuntimeError(f"{' '.join(cmd)} failed ({code}): {out.stderr[-1500:]}")
-    return float(wall), float(rss), rest
+    return float(wall), float(rss), rest, float(cpu)
 
 
 def main() -> None:
@@ -217,7 +224,7 @@ def main() -> None:
                     continue
                 me = [sys.executable, __file__, "--child", "warm", "--mode", mode, "--size", str(size),
                       "--work", str(work), "--runs", str(args.runs), "--threads", str(args.threads)]
-                _, _, out = run_measured(me, env)
+                _, _, out, _ = run_measured(me, env)
                 warm = json.loads(out.strip().splitlines()[-1])
                 if mode == "baseline":
                     cold_cmd = [sys.executable, __file__, "--child", "cold-baseline", "--size", str(size),
@@ -227,8 +234,8 @@ def main() -> None:
                     cold_cmd = [*dim, "predict", "--image", str(work / f"merged_{size}.png"), "--trimap",
                                 str(work / f"trimap_{size}.png"), "--checkpoint", str(ckpt),
                                 "-o", str(work / f"cold_{mode}_{size}.png"), "--device", "cpu", *MODES[mode]]
-                cold, cold_rss, _ = run_measured(cold_cmd, env)
-                row = {"size": size, "mode": mode, **warm, "cold": cold, "cold_rss_mb": cold_rss}
+                cold, cold_rss, _, cold_cpu = run_measured(cold_cmd, env)
+                row = {"size": size, "mode": mode, **warm, "cold": cold, "cold_rss_mb": cold_rss, "cold_cpu": cold_cpu}
                 base = work / f"alpha_baseline_{size}.npy"
                 if mode != "baseline" and base.exists():
                     import cv2
@@ -252,14 +259,13 @@ def format_table(rows: list[dict], args: argparse.Namespace, load_before, load_a
     base = {r["size"]: r for r in rows if r["mode"] == "baseline"}
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/bench_predict.py"
-        f" --sizes {' '.join(map(str, args.sizes))} --runs {args.runs}`: {platform.processor() or platform.machine()}"
-        f", {os.cpu_count()} cores, torch.set_num_threads({args.threads}), stage-3 golden weights, GT05 resized"
-        f" to SxS. Machine load average (1/5/15 min) before: {'/'.join(f'{x:.1f}' for x in load_before)}, after:"
-        f" {'/'.join(f'{x:.1f}' for x in load_after)} (shared machine: absolute times move with the load;"
-        " compare modes within one size).",
+        f" --sizes {' '.join(map(str, args.sizes))} --runs {args.runs} --modes {' '.join(args.modes)}`:"
+        f" {cpu_line()}, torch.set_num_threads({args.threads}), stage-3 golden weights, GT05 resized to SxS;"
+        f" {load_line(load_before, load_after)} (shared machine: absolute times move with the load; compare"
+        " modes within one size). Cold CLI: `dim predict` process start to alpha PNG written.",
         "",
-        "| size | mode | warm median s (min/max, runs) | x baseline | peak RSS warm MB | cold CLI s | x baseline |"
-        " peak RSS cold MB | mean / max abs d-alpha vs baseline (unknown) |",
+        "| size | mode (convolutions) | warm median s (min/max, runs) | x baseline | peak RSS warm MB |"
+        " cold CLI s (CPU s) | x baseline | peak RSS cold MB | mean / max abs d-alpha vs baseline (unknown) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -268,8 +274,10 @@ def format_table(rows: list[dict], args: argparse.Namespace, load_before, load_a
         cold_ratio = f"{b['cold'] / r['cold']:.2f}x" if b else "-"
         acc = f"{r['mean_dalpha']:.2e} / {r['max_dalpha']:.3f}" if "mean_dalpha" in r else "-"
         lines.append(
-            f"| {r['size']}² | {r['mode']} | {r['median']:.2f} ({r['min']:.2f}/{r['max']:.2f}, {r['runs']}) | {ratio} |"
-            f" {r['rss_mb']:.0f} | {r['cold']:.2f} | {cold_ratio} | {r['cold_rss_mb']:.0f} | {acc} |"
+            f"| {r['size']}² | {r['mode']} ({r['backend']}) | {r['median']:.2f} ({r['min']:.2f}/{r['max']:.2f},"
+            f" {r['runs']}) | {ratio} |"
+            f" {r['rss_mb']:.0f} | {r['cold']:.2f} ({r['cold_cpu']:.1f}) | {cold_ratio} | {r['cold_rss_mb']:.0f}"
+            f" | {acc} |"
         )
     return "\n".join(lines)
 

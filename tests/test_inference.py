@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dimatting import nnpack
 from dimatting.checkpoint import save_checkpoint, save_safetensors
 from dimatting.errors import CheckpointError, InputError
 from dimatting.inference import Matter, alpha_to_uint8, as_trimap, load_model, resolve_device
@@ -156,11 +157,11 @@ def test_cuda_matches_golden_within_tolerance(golden_dir, golden_ckpts):
 
 
 def test_layout_follows_the_device_and_reaches_the_network(golden_ckpts):
-    """NHWC on the CPU by default, NCHW when asked; the network must see exactly that layout (the HxWx3 image
+    """NHWC on the CPU with oneDNN, NCHW when asked; the network must see exactly that layout (the HxWx3 image
     arrives with NHWC strides and would otherwise carry them into the "NCHW" path)."""
     seen = []
     for channels_last, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
-        matter = load_model(golden_ckpts[1], "cpu", channels_last=channels_last)
+        matter = load_model(golden_ckpts[1], "cpu", channels_last=channels_last, conv_backend="onednn")
         assert matter.channels_last == (layout == torch.channels_last)
         hook = matter.model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
         matter.predict_raw(np.zeros((64, 96, 3), np.uint8), np.full((64, 96), 128, np.uint8), tiled=False)
@@ -168,6 +169,45 @@ def test_layout_follows_the_device_and_reaches_the_network(golden_ckpts):
         assert seen[-1].is_contiguous(memory_format=layout)
     with pytest.raises(InputError, match="--precision tf32: TF32 is a CUDA tensor-core format"):
         load_model(golden_ckpts[1], "cpu", precision="tf32")
+
+
+@pytest.mark.skipif(not nnpack.available(), reason="this PyTorch/CPU has no NNPACK")
+@pytest.mark.parametrize("name", ["crop157x211", pytest.param("gt05", marks=pytest.mark.slow)])
+def test_nnpack_alphas_close_to_golden(golden_dir, golden_ckpts, name):
+    """NNPACK's Winograd/FFT rounding (~1e-5 per layer) flips a few more max-pool windows than oneDNN's: the
+    final alphas equal the golden PNG on >= 99% of pixels, and differ by far less than 1/255 on average over
+    the unknown region (measured on GT05: 2.2e-4)."""
+    matter = load_model(golden_ckpts[3], "cpu", conv_backend="nnpack")
+    assert matter.conv_backend == "nnpack" and not matter.channels_last
+    assert sum(isinstance(m, nnpack.NnpackConv2d) for m in matter.model.modules()) == 23  # 13 + 4 3x3, 6 5x5
+    image, trimap = golden_inputs(golden_dir, name)
+    png = alpha_to_uint8(matter.predict(image, trimap)).astype(np.int16)
+    golden_png = read_gray(golden_dir / "outputs" / f"{name}_stage3.png").astype(np.int16)
+    diff = np.abs(png - golden_png)
+    assert (diff == 0).mean() >= 0.99 and diff[trimap == 128].mean() / 255 <= 1e-3
+
+
+def test_conv_backend_choice(golden_ckpts, monkeypatch):
+    """auto: NNPACK for fp32 on AVX2 CPUs, oneDNN with AVX-512, with an explicit layout, or for bf16; an explicit
+    nnpack that cannot run is an error naming the option."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(nnpack, "available", lambda: True)
+    for capability, expected in (("AVX2", "nnpack"), ("AVX512", "onednn"), ("DEFAULT", "nnpack")):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert nnpack.choose("auto", cpu, "fp32", layout_requested=False) == expected
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert nnpack.choose("auto", cpu, "fp32", layout_requested=True) == "onednn"
+    assert nnpack.choose("auto", cpu, "bf16", layout_requested=False) == "onednn"
+    assert nnpack.choose("auto", torch.device("cuda"), "fp32", layout_requested=False) == "onednn"
+    assert nnpack.choose("onednn", cpu, "fp32", layout_requested=False) == "onednn"
+    with pytest.raises(InputError, match="--conv-backend nnpack: NNPACK runs fp32"):
+        nnpack.choose("nnpack", cpu, "bf16", layout_requested=False)
+    with pytest.raises(InputError, match="--conv-backend fast: unknown"):
+        nnpack.choose("fast", cpu, "fp32", layout_requested=False)
+    monkeypatch.setattr(nnpack, "available", lambda: False)
+    assert nnpack.choose("auto", cpu, "fp32", layout_requested=False) == "onednn"
+    with pytest.raises(InputError, match="has no NNPACK"):
+        nnpack.choose("nnpack", cpu, "fp32", layout_requested=False)
 
 
 def test_auto_tile_threshold_fixed_on_cpu_by_free_memory_on_cuda(golden_ckpts, monkeypatch):

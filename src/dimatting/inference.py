@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dimatting import nnpack
 from dimatting.checkpoint import extract_state_dict, load_checkpoint, load_weights
 from dimatting.errors import CheckpointError, InputError
 from dimatting.hub import resolve_checkpoint
@@ -118,11 +119,13 @@ class Matter:
     cost time there and only save memory). `channels_last` stores activations NHWC, which oneDNN convolves
     faster; its float rounding differs slightly, which can flip near-tied max-pool windows, mostly in known
     regions that the trimap overwrites anyway. False is the reference's NCHW layout: raw output bit-identical
-    to mmagic's on the golden inputs. None (default): NHWC on the CPU, NCHW on CUDA (cuDNN's fp32 NCHW
-    kernels were faster there, with less memory). `precision='bf16'` runs convolutions under bfloat16
-    autocast (faster on CPUs with AVX512-BF16/AMX and on GPUs; alphas differ from fp32, see
-    benchmarks/results.md); 'tf32' (CUDA only) lets cuDNN use TF32 tensor cores, PyTorch's default and so
-    what mmagic runs on a GPU; 'fp32' keeps fp32 convolutions exact there.
+    to mmagic's on the golden inputs. None (default): NHWC on the CPU with oneDNN, NCHW with NNPACK and on CUDA
+    (cuDNN's fp32 NCHW kernels were faster there, with less memory). `conv_backend` (CPU, fp32): "nnpack"
+    runs the 3x3/5x5 convolutions as Winograd/FFT transforms (`dimatting.nnpack`), "onednn" as PyTorch's
+    default direct convolutions; "auto" (default) picks NNPACK on AVX2 CPUs without AVX-512 unless a layout
+    is given. `precision='bf16'` runs convolutions under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX
+    and on GPUs; alphas differ from fp32, see benchmarks/results.md); 'tf32' (CUDA only) lets cuDNN use TF32
+    tensor cores, PyTorch's default and so what mmagic runs on a GPU; 'fp32' keeps fp32 convolutions exact there.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class Matter:
         tile_threshold: int | str | None = "auto",
         precision: str = "fp32",
         channels_last: bool | None = None,
+        conv_backend: str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"--precision {precision}: unknown; use one of {', '.join(PRECISIONS)}")
@@ -143,7 +147,11 @@ class Matter:
         self.model = model.eval().to(device)
         self.device = device
         self.precision = precision
-        self.channels_last = device.type == "cpu" if channels_last is None else channels_last
+        self.conv_backend = nnpack.choose(conv_backend, device, precision, layout_requested=channels_last is not None)
+        if self.conv_backend == "nnpack":
+            nnpack.use_nnpack(self.model)
+        self.channels_last = (device.type == "cpu" and self.conv_backend == "onednn" if channels_last is None
+                              else channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 

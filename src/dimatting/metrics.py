@@ -12,11 +12,11 @@ Why the code is not a line-by-line restatement: the reference formulas touch eve
 (ten labellings and ten float64 passes for CONN, four dense 9x9 filters for GRAD), which costs ~0.1 s per 800x800
 image. Here the work follows the unknown region instead, with values equal to the reference's to rounding:
 - SAD/MSE of uint8 maps are exact integer sums (OpenCV norms) scaled once.
-- GRAD and CONN run as numba kernels (dimatting.metrics_kernels, imported on first use): GRAD filters with the
-  separable form of the rank-1 kernel only where unknown pixels read it, the min-max normalisation using the
-  whole image's extremes, as the reference does; CONN builds the components of all ten intersections in one
-  union-find pass (level-10 components from runs found in the same sweep), tracking the largest with the
-  protocol's tie-break.
+- GRAD and CONN run as compiled kernels (dimatting.metrics_kernels, C built at install, imported on first
+  use): GRAD filters with the separable form of the rank-1 kernel only where unknown pixels read it, the min-max
+  normalisation using the whole image's extremes, as the reference does; CONN builds the components of all ten
+  intersections in one union-find pass (level-10 components from runs found in the same sweep), tracking the
+  largest with the protocol's tie-break.
 No torch here: the tester, the CLI and users' scripts share this module.
 """
 
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -342,11 +343,59 @@ def _load(item: MapLike, kind: str) -> np.ndarray:
     return io.read_gray(path, "prediction" if kind == "pred" else "alpha")
 
 
-def _one(job: tuple[str, MapLike, MapLike, MapLike, str]) -> tuple[str, dict[str, float]]:
-    name, pred, gt, trimap, protocol = job
-    label = str(pred) if not isinstance(pred, np.ndarray) else name
-    return name, compute_metrics(_load(pred, "pred"), _load(gt, "gt"), _load(trimap, "trimap"), protocol,
-                                 name=label)
+# One task: a GT alpha and a trimap with every prediction scored against them, so each map is decoded once
+# (a Comp-1k test set scores 20 composites against each of its 50 GT alphas).
+Group = tuple[MapLike, MapLike, list[tuple[str, MapLike]], str]
+IMAGES_PER_WORKER = 8  # "auto" adds a process per this many images: starting the workers costs ~0.2 s, ~8 images
+
+
+def _score_group(group: Group) -> list[tuple[str, dict[str, float]]]:
+    gt_item, trimap_item, items, protocol = group
+    gt, trimap = _load(gt_item, "gt"), _load(trimap_item, "trimap")
+    return [(name, compute_metrics(_load(pred, "pred"), gt, trimap, protocol,
+                                   name=str(pred) if not isinstance(pred, np.ndarray) else name))
+            for name, pred in items]
+
+
+def _groups(names: list[str], preds: Sequence[MapLike], gts: Sequence[MapLike], trimaps: Sequence[MapLike],
+            protocol: str) -> list[Group]:
+    """Predictions grouped by the (GT, trimap) files they are scored against, in first-appearance order;
+    arrays are never shared (each its own group)."""
+    groups: dict[object, Group] = {}
+    for k, (name, pred, gt, trimap) in enumerate(zip(names, preds, gts, trimaps, strict=True)):
+        key = k if isinstance(gt, np.ndarray) or isinstance(trimap, np.ndarray) else (str(gt), str(trimap))
+        groups.setdefault(key, (gt, trimap, [], protocol))[2].append((name, pred))
+    return list(groups.values())
+
+
+def worker_count(workers: int | str, n_images: int) -> int:
+    """Processes for `n_images`: a count as given, or "auto": one per available core while each gets at least
+    IMAGES_PER_WORKER images (fewer images are quicker in this process than a process start)."""
+    if workers == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(cores, n_images // IMAGES_PER_WORKER))
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise InputError(f"workers={workers!r}: give a process count >= 1 or 'auto'")
+    return workers
+
+
+def _single_threaded_opencv() -> None:
+    """Worker start: one OpenCV thread per process (the processes already use every core)."""
+    cv2.setNumThreads(1)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Workers forked from a fresh single-threaded server that imported this module once (numpy, OpenCV, the
+    compiled kernels), or spawned where there is no such server. Never forked from the caller: its OpenCV and
+    BLAS thread pools are running, and a forked child can wait forever on a lock one of those threads held.
+    As with every multiprocessing start on macOS and Windows, each worker imports the caller's `__main__`, so
+    scripts need the `if __name__ == "__main__":` guard."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded_opencv)
 
 
 def _default_name(item: MapLike, index: int) -> str:
@@ -354,13 +403,15 @@ def _default_name(item: MapLike, index: int) -> str:
 
 
 def evaluate(preds: Sequence[MapLike], gts: Sequence[MapLike], trimaps: Sequence[MapLike], protocol: str = "mmagic",
-             names: Sequence[str] | None = None, workers: int = 1,
+             names: Sequence[str] | None = None, workers: int | str = 1,
              progress: Callable[[int], None] | None = None) -> dict:
     """Metrics of many images: {"protocol", "n", "mean": {SAD, MSE, GRAD, CONN}, "images": {name: {...}}}.
 
-    Items are arrays or file paths (paths are read in the workers, so reading is parallel too). Names default
-    to the prediction files' stems (arrays: their index). `progress(k)` is called after each image with the
-    number done so far; the mean is the plain average over images, as mmagic's evaluator computes it.
+    Items are arrays or file paths (paths are read in the workers, so reading is parallel too; a GT alpha or
+    trimap file shared by several predictions is read once). Names default to the prediction files' stems
+    (arrays: their index). `workers`: processes, or "auto" (see `worker_count`). `progress(k)` is called as
+    images finish with the number done so far; the mean is the plain average over images, as mmagic's
+    evaluator computes it.
     """
     _check_protocol(protocol)
     if not (len(preds) == len(gts) == len(trimaps)):
@@ -372,21 +423,22 @@ def evaluate(preds: Sequence[MapLike], gts: Sequence[MapLike], trimaps: Sequence
     duplicates = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
     if duplicates:
         raise InputError(f"evaluate: duplicate image names {duplicates[:5]}; names must be unique")
-    jobs = [(n, p, g, t, protocol) for n, p, g, t in zip(names, preds, gts, trimaps, strict=True)]
-    images: dict[str, dict[str, float]] = {}
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            results = pool.map(_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
-            for k, (name, values) in enumerate(results, 1):
-                images[name] = values
-                if progress:
-                    progress(k)
-    else:
-        for k, job in enumerate(jobs, 1):
-            name, values = _one(job)
-            images[name] = values
+    groups = _groups(names, preds, gts, trimaps, protocol)
+    n_workers = min(worker_count(workers, len(names)), len(groups))
+    scored: dict[str, dict[str, float]] = {}
+
+    def collect(results: Iterable[list[tuple[str, dict[str, float]]]]) -> None:
+        for group_result in results:
+            scored.update(group_result)
             if progress:
-                progress(k)
+                progress(len(scored))
+
+    if n_workers > 1:
+        with _pool(n_workers) as pool:
+            collect(pool.map(_score_group, groups, chunksize=max(1, len(groups) // (8 * n_workers))))
+    else:
+        collect(map(_score_group, groups))
+    images = {name: scored[name] for name in names}
     n = len(images)
     mean = {m: (float(np.mean([v[m] for v in images.values()])) if n else 0.0) for m in METRIC_NAMES}
     return {"protocol": protocol, "n": n, "mean": mean, "images": images}

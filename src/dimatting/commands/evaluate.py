@@ -3,7 +3,8 @@
 Predictions (`.png` uint8 or `.npy` float in [0, 1]) are matched to GT alphas and trimaps by file stem. A
 Comp-1k test set names its 1,000 composites `<fg stem>_<bg index>` but keeps 50 GT alphas: when no file has
 a prediction's stem, that suffix is dropped (for the GT and the trimap lookup separately). Images are read and
-scored in parallel (`--workers`); the table goes to stdout, `--csv`/`--json` are written atomically.
+scored in parallel processes (`--workers`, by default one per core once there are enough images), each GT alpha
+and trimap read once; the table goes to stdout, `--csv`/`--json` are written atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from dimatting.errors import InputError
 from dimatting.io import files_by_stem, write_json, write_text
-from dimatting.metrics import METRIC_NAMES, PROTOCOLS, evaluate, format_table
+from dimatting.metrics import IMAGES_PER_WORKER, METRIC_NAMES, PROTOCOLS, evaluate, format_table
 
 PRED_SUFFIXES = (".png", ".npy")
 MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -25,7 +26,7 @@ COMPOSITE = re.compile(r"^(?P<fg>.+)_\d+$")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="SAD/MSE/GRAD/CONN of predicted alphas against GT alphas",
+        "evaluate",
         description="Score predicted alpha mattes (PNG or .npy) against GT alphas over the trimaps' unknown "
                     "region; files are matched by stem (Comp-1k '<fg>_<bg index>' names fall back to '<fg>').")
     parser.add_argument("pred_dir", type=Path, help="folder of predictions (<stem>.png or <stem>.npy)")
@@ -33,11 +34,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("trimap_dir", type=Path, help="folder of trimaps")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="mmagic",
                         help="mmagic (default) or the original DIM MATLAB evaluation; see docs/metrics.md")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--workers", type=_workers, default="auto",
+                        help=f"parallel processes, or auto (default): one per core, at most one per "
+                             f"{IMAGES_PER_WORKER} images")
     parser.add_argument("--csv", type=Path, help="also write name,SAD,MSE,GRAD,CONN rows here")
     parser.add_argument("--json", type=Path, help="also write the result JSON here")
     parser.add_argument("--per-image", action="store_true", help="print one row per image before the mean")
     parser.set_defaults(func=run)
+
+
+def _workers(text: str) -> int | str:
+    """argparse type of --workers: a process count >= 1 or 'auto'."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a process count (e.g. 2) or auto") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give 1 or more processes")
+    return value
 
 
 def _files(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -90,8 +106,6 @@ def to_csv(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise InputError(f"--workers {args.workers}: give 1 or more")
     names, preds, gts, trimaps = pair_files(args.pred_dir, args.gt_dir, args.trimap_dir)
     with tqdm(total=len(names), desc="evaluate", unit="img", disable=None) as bar:
         result = evaluate(preds, gts, trimaps, protocol=args.protocol, names=names, workers=args.workers,

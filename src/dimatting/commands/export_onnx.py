@@ -11,7 +11,6 @@ from dimatting.errors import InputError
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export-onnx",
-        help="export a DIM checkpoint to ONNX",
         description="Export the network (normalised, /32-padded N×4×H×W input -> alpha; dynamic size) to ONNX. "
         "dim predict and dimatting.load_model accept the .onnx file and run it with onnxruntime.",
     )

@@ -12,7 +12,6 @@ from dimatting.errors import InputError
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "make-synthetic",
-        help="write a synthetic Comp-1k-layout dataset (quickstart, tests)",
         description="Write fg/alpha/bg/merged (+ test trimaps) and training_list.json/test_list.json to --out.",
     )
     parser.add_argument("--out", required=True, help="output folder (the dataset's data_root)")

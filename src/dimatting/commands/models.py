@@ -13,7 +13,6 @@ FORMATS = {"SAD": ".1f", "MSE": ".3f", "GRAD": ".1f", "CONN": ".1f"}  # as the r
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
-        help="list the released DIM checkpoints (usable by name wherever a checkpoint goes)",
         description="List the released DIM checkpoints: pass a name to --checkpoint, tools/test.py, load_from "
         "or dimatting.load_model and the file is downloaded once into torch.hub's cache. SAD/MSE/GRAD/CONN "
         f"are the reference's Comp-1k results. ${RELEASE_URL_ENV} replaces the download host by a mirror.",

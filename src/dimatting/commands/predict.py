@@ -32,7 +32,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="predict alpha mattes with a DIM checkpoint",
         description="Predict the alpha matte of an image (or a folder of images) from a trimap or a rough mask.",
     )
     single = parser.add_argument_group("one image")
@@ -80,6 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--reference-layout", action="store_true",
         help="compute in NCHW like the reference on the CPU too (raw output bit-identical to mmagic's; slower)",
+    )
+    parser.add_argument(
+        "--conv-backend", choices=("auto", "nnpack", "onednn"), default="auto",
+        help="CPU fp32 convolutions: nnpack (Winograd/FFT, fastest on AVX2 CPUs), onednn (PyTorch's default); "
+        "auto (default): nnpack on CPUs without AVX-512 (docs/predict.md)",
     )
     parser.set_defaults(func=run)
 
@@ -218,12 +222,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if not jobs:
         raise InputError(f"{args.input_dir}: no image has a trimap/mask with the same stem; nothing to predict")
+    logger.info("%d image(s); loading %s", len(jobs), args.checkpoint)  # a first line before torch's ~1.5 s import
     from dimatting.inference import load_model  # torch is imported only when a command needs it
 
     matter = load_model(
         args.checkpoint, device=args.device, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         tile_threshold=None if args.no_tiling else args.tile_threshold, precision=args.precision,
-        channels_last=False if args.reference_layout else None,
+        channels_last=False if args.reference_layout else None, conv_backend=args.conv_backend,
     )
     if not folder_mode:
         _predict_one(matter, jobs[0], args, show_tiles=True, pair=pair)

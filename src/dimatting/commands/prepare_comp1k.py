@@ -9,7 +9,6 @@ import os
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prepare-comp1k",
-        help="build the Composition-1k training/test sets from the Adobe archive, COCO and VOC",
         description=(
             "Writes bg/merged images, links the fg/alpha/trimap files and writes training_list.json and "
             "test_list.json under --out; the source folders are never modified. Re-running resumes."

@@ -30,7 +30,6 @@ def _positive(kind: type) -> object:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="a local web page to matte your own photos (paint the trimap, see the alpha, download the cutout)",
         description="Serve a web page and an HTTP API (GET /api/health, POST /api/predict) that predict alpha "
         "mattes with a DIM checkpoint. Everything is served by the package; nothing is fetched from the internet.",
     )

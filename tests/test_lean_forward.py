@@ -28,10 +28,9 @@ def test_fp32_equals_dim_predict_bit_for_bit(refine, layout, device):
     x = x.contiguous(memory_format=layout)
     with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         expected = model.predict(x)
-        for compact in (False, True):
-            out = LeanForward(model, compact_indices=compact)(reflect_pad_to_multiple(x))[..., :70, :90]
-            assert out.dtype == torch.float32
-            assert torch.equal(out, expected)
+        out = LeanForward(model)(reflect_pad_to_multiple(x))[..., :70, :90]
+    assert out.dtype == torch.float32
+    assert torch.equal(out, expected)
 
 
 @pytest.mark.parametrize("strip_pixels", [2 * 64, 10 * 64, 30 * 64, 96 * 64])
@@ -62,7 +61,7 @@ def test_peak_memory_is_two_full_resolution_maps_plus_what_must_survive():
 
 
 def _lean_peak(model, size: int, bf16: bool) -> float:
-    network = LeanForward(model, compact_indices=True, precise_first_block=bf16)
+    network = LeanForward(model, precise_first_block=bf16)
     layout = torch.channels_last if bf16 else torch.contiguous_format
     with torch.inference_mode(), LiveBytes() as live:
         x = torch.empty((1, 4, size, size), device="meta").contiguous(memory_format=layout)

@@ -17,6 +17,7 @@ logger = logging.getLogger("dimatting.inference")
 
 # torch.compile modes: "reduce-overhead" adds CUDA graphs, "max-autotune" also benchmarks kernels (slow start)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def compile_mode(compile: bool | str | None) -> str | None:
@@ -48,6 +49,8 @@ class CompiledOrEager:
     def __call__(self, *args: object) -> torch.Tensor:
         if self.compiled is not None:
             try:
+                if self.mode in CUDA_GRAPH_MODES:  # the previous call's outputs (already copied out) may be reused
+                    torch.compiler.cudagraph_mark_step_begin()
                 return self.compiled(*args)
             except torch.OutOfMemoryError:
                 raise

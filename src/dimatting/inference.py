@@ -197,10 +197,7 @@ class Matter:
             to_bf16(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        # one-byte pooling positions on GPUs (memory); PyTorch's int64 indices on the CPU, whose native
-        # kernels are faster there and where tiles bound the memory anyway
-        self.network = LeanForward(self.model, compact_indices=device.type != "cpu",
-                                   precise_first_block=precision == "bf16")
+        self.network = LeanForward(self.model, precise_first_block=precision == "bf16")
         self._alpha_fn = CompiledOrEager(self._alpha_on_device, mode)
         self._raw_fn = CompiledOrEager(self._raw_on_device, mode)
 

@@ -1,21 +1,22 @@
 """DIM's test-time forward over the model's own modules, lean in memory, with a bf16 mode that stays accurate.
 
-`DIM.forward` serves training too, so it keeps every intermediate the autograd graph may need and the int64
-pooling indices of `nn.MaxPool2d`. At test time none of that is needed:
-- each activation is dropped as soon as the next layer has consumed it (ReLUs work in place), so the peak is
-  one layer's input plus its output at full resolution (two 64-channel maps) plus what must survive: the
-  network input (the refiner reads its RGB) and the pooling positions;
-- with `compact_indices` the pooling positions are one byte per pooled value instead of eight
-  (`dimatting.models.pooling`), 30.5 instead of 244 bytes per input pixel.
-In fp32 the result equals `DIM.predict` bit for bit (same modules, same operations in the same order).
+`DIM.forward` serves training too: its encoder returns all five blocks' int64 pooling indices together
+(244 bytes per input pixel) and they stay alive until the decoder returns. At test time each activation and
+each block's indices are dropped as soon as they are consumed (ReLUs work in place), so the peak is one
+layer's input plus its output at full resolution (two 64-channel maps) plus what must survive (the network
+input, which the refiner reads, and the logits): 536 instead of 842 bytes per pixel for a stage-3 fp32 pass
+(tests/live_bytes.py models it exactly). In fp32 the result equals `DIM.predict` bit for bit (same modules,
+same operations in the same order).
 
 bf16 (`to_bf16`, `precise_first_block`): what moves a bf16 alpha is not the rounding of values but max-pool
 windows whose winner flips; the unpooling then puts decoder features elsewhere. Measured on trained
 quickstart checkpoints, nearly all of it comes from the encoder, half of it from the first block (the two
 full-resolution convs and their pooling), which holds 6% of the FLOPs. So that block runs in fp32 (TF32
 on a GPU), in horizontal strips so its fp32 activations never exist at full size; the rest runs in bf16.
-The 1-channel heads (`deconv1`, the refiner's `refine_pred`) and the sigmoids run in fp32 as well: a bf16
-alpha has 8 significant bits, which near 1 alone would move it by up to 0.5/255.
+Its pooling keeps one-byte window positions (`dimatting.models.pooling`), so the strips need no index
+arithmetic and the block's indices take 16 instead of 128 bytes per pixel. The 1-channel heads (`deconv1`,
+the refiner's `refine_pred`) and the sigmoids run in fp32 as well: a bf16 alpha has 8 significant bits, which
+near 1 alone would move it by up to 0.5/255.
 """
 
 from __future__ import annotations
@@ -47,8 +48,7 @@ class LeanForward(nn.Module):
     output is the N×1×H×W float32 alpha, refined when the model refines.
     """
 
-    def __init__(self, model: DIM, compact_indices: bool = False, precise_first_block: bool = False,
-                 strip_pixels: int = STRIP_PIXELS) -> None:
+    def __init__(self, model: DIM, precise_first_block: bool = False, strip_pixels: int = STRIP_PIXELS) -> None:
         super().__init__()
         backbone = model.backbone
         if not (
@@ -61,7 +61,6 @@ class LeanForward(nn.Module):
         if precise_first_block and backbone.encoder.batch_norm:
             raise TypeError("the precise first block (strips) supports VGG16 without batch norm only")
         self.model = model
-        self.compact_indices = compact_indices
         self.precise_first_block = precise_first_block
         self.strip_pixels = strip_pixels
 
@@ -89,7 +88,7 @@ class LeanForward(nn.Module):
                 t = t.to(layer[0].weight.dtype)  # fp32 input or first block, bf16 weights
                 for module in layer[:-1]:
                     t = module(t)
-                t, where = max_pool2x2(t) if self.compact_indices else layer[-1](t)
+                t, where = layer[-1](t)
             positions.append(where)
         t = encoder.conv6(t)
         if encoder.batch_norm:

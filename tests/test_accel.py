@@ -59,12 +59,14 @@ def test_uncompiled_calls_the_function():
     assert CompiledOrEager(lambda t: t + 1, None).compiled is None
 
 
-def test_tf32_switches_are_restored():
+def test_tf32_switches_are_restored_and_nothing_else_changes(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     for allowed in (True, False):
         with tf32_allowed(allowed):
             assert torch.backends.cudnn.allow_tf32 is allowed
             assert torch.backends.cuda.matmul.allow_tf32 is allowed
+            assert torch.backends.cudnn.benchmark  # a caller's choice
         assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
 
 

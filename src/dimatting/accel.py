@@ -69,13 +69,12 @@ def tf32_allowed(allowed: bool) -> Iterator[None]:
     PyTorch's defaults are TF32 convolutions on, TF32 matmuls off; "tf32" turns both on (Inductor may lower
     1x1 convolutions to matmuls), "fp32" both off: IEEE fp32 everywhere.
     """
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    with torch.backends.cudnn.flags(enabled=True, allow_tf32=allowed):
-        torch.backends.cuda.matmul.allow_tf32 = allowed
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = matmul
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:  # only these two switches: a caller's cudnn.benchmark or deterministic settings stay as they are
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def cuda_available_bytes(device: torch.device) -> int:

@@ -154,8 +154,9 @@ class Matter:
     `precision`: None (default) is the device's reference numerics: "tf32" on CUDA (PyTorch's default for
     convolutions there, so what mmagic runs on a GPU), "fp32" on the CPU. "fp32" on CUDA turns TF32 off (IEEE
     fp32, the CPU's results within rounding, about 3.6x slower); "bf16" is the fast path: bfloat16 weights and
-    activations (fp32 heads, see `dimatting.models.lean_forward`), channels-last, opt-in because alphas move
-    (by well under 1/255 on average with trained weights; docs/predict.md).
+    activations except the first encoder block (TF32 on a GPU, fp32 on the CPU) and the 1-channel heads (see
+    `dimatting.models.lean_forward`), channels-last, opt-in because alphas move (by well under 1/255 on average
+    with trained weights; docs/predict.md).
     `tile_threshold`: images with more pixels are tiled (`tile_size`, `tile_overlap`); None never tiles;
     "auto" (default): 1024x1024 on the CPU (memory), on a GPU whatever fits in half the memory left (tiles
     cost time there and only save memory; `CUDA_BYTES_PER_PIXEL`). `channels_last` stores activations NHWC,

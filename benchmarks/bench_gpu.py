@@ -1,28 +1,45 @@
-"""Benchmark predict and a training step on one CUDA GPU against the reference path ported to the same GPU.
+"""Benchmark prediction on one CUDA GPU against the reference path at the reference's GPU numerics (TF32).
 
-    python benchmarks/bench_gpu.py [--sizes 1024 2048] [--runs 5] [--out gpu.md]
+    python benchmarks/bench_gpu.py [--sizes 1024 4096] [--folder 100x1024 20x4096] [--budget-s 330] [--out gpu.md]
+    python benchmarks/bench_gpu.py --device cpu --sizes 96 --folder 3x96 --runs 2   # smoke run of this script
 
-CI has no GPU: this runs where one is lent (see benchmarks/results.md, "## GPU", for the last reading).
-Same inputs and weights as bench_predict.py / bench_train.py (golden GT05 resized to SxS, golden
-deterministic stage-3 weights; golden 320x320 training crop, batch 1). Statistic: median of --runs after
-one warm-up, `torch.cuda.synchronize()` before each clock read; peak GPU memory from
-`torch.cuda.max_memory_allocated`. Predict modes: `baseline` (the reference path in plain torch, NCHW,
-fp32 with cuDNN's TF32 off), `baseline-tf32` (the same under PyTorch's default, TF32 on: what mmagic runs
-on a GPU), `ours` (dimatting's CUDA default: NCHW, fp32 with TF32 off, whole image while it fits),
-`ours-tf32` (--precision tf32), `ours-bf16` (--precision bf16), `ours-channels-last` (the CPU default
-layout), `ours-tiled` (768 px tiles, the CPU default above 1024x1024). Each predict includes PNG loading
-and postprocessing as in bench_predict.py; |d-alpha| is against `baseline`. Train modes (PyTorch's
-defaults, as tools/train.py runs): `baseline` (bench_train.baseline_step), `ours` (the engine's step) and
-`ours-amp` (--amp: fp16 autocast + GradScaler).
+CI has no GPU: this runs where one is lent (benchmarks/gpu_check.sh; results in benchmarks/results.md, "GPU").
+Sections run one after the other (eager predict, folders, compiled predict: the slow compilations last); a
+section or mode that fails prints its error and the rest still runs, and whatever would start after
+--budget-s is skipped (listed as such).
+
+1. predict (in-process, model loaded): numpy RGB image + trimap in, uint8 alpha on the host out. Inputs: the
+   golden GT05 sample resized to SxS with the golden stage-3 weights (synthetic image and random weights if
+   ../shared is absent; speed does not depend on weight values). Modes: `reference-tf32` (the reference
+   path in plain torch, NCHW, fp32 with PyTorch's default cuDNN TF32: what mmagic runs on a GPU; the
+   baseline of every ratio), `reference-fp32` (TF32 off), `ours` (the CUDA default: tf32), `ours-fp32`,
+   `ours-bf16` (eager), `ours-tf32-nhwc` (channels-last, to check the default layout), `ours-bf16-compiled`
+   (torch.compile) and `ours-bf16-cudagraphs` (torch.compile mode reduce-overhead). Statistic: median of
+   --runs after the first call (10 at <= 2048², else 5), `torch.cuda.synchronize()` before each clock read;
+   `first ms` is the first call (cuDNN's algorithm search, compilation: the cold cost). Peak memory from
+   `torch.cuda.max_memory_allocated`, also per padded pixel above what was allocated before (weights),
+   the figure behind `CUDA_BYTES_PER_PIXEL`. |d-alpha|: mean / max over the unknown region against
+   reference-tf32 and against reference-fp32 (uint8 alphas / 255).
+2. folder: `dim predict --input-dir` in-process over N copies of the SxS input PNGs (checkpoint load
+   included), --io-workers 0 (one step after the other) vs the default (threads read ahead, write behind),
+   default precision and bf16 (--cutout: also the cutouts); images/s, and how busy the GPU was: the
+   CUDA-event time of each image's queued work summed over the run's wall time, and nvidia-smi's mean
+   utilisation sampled every 100 ms. With --device cpu this measures the same overlap on the CPU.
+3. train (training step: stage 1/3, 320² golden crop, batch 1; the engine's section, to be extended).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +48,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_predict import GOLDEN, reference_predict  # noqa: E402
-from bench_train import baseline_step, build_model, golden_batch  # noqa: E402
+from bench_predict import GOLDEN, reference_alpha  # noqa: E402
+
+PREDICT_MODES = {  # mode -> load_model options (None: the reference path; the bool is its TF32 switch)
+    "reference-tf32": True,
+    "reference-fp32": False,
+    "ours": {},
+    "ours-fp32": {"precision": "fp32"},
+    "ours-bf16": {"precision": "bf16"},
+    "ours-tf32-nhwc": {"precision": "tf32", "channels_last": True},
+    "ours-bf16-compiled": {"precision": "bf16", "compile": True},
+    "ours-bf16-cudagraphs": {"precision": "bf16", "compile": "reduce-overhead"},
+}
+# seconds a compiled mode is assumed to need at one size, so that it is not started too close to the budget
+COMPILE_ALLOWANCE_S = 90
+
+
+class Budget:
+    """Wall-clock budget of the whole run: a step starts only if `needed` seconds are left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def allows(self, needed: float = 0.0) -> bool:
+        return time.monotonic() + needed < self.end
 
 
 def sync(device: str) -> None:
@@ -42,92 +81,246 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def reset_peak(device: str) -> None:
+def inputs(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """GT05 (or a synthetic sample when ../shared is absent) resized to size x size: BGR image, trimap."""
+    import cv2
+
+    if (GOLDEN / "inputs" / "gt05_merged.png").is_file():
+        merged = cv2.imread(str(GOLDEN / "inputs" / "gt05_merged.png"), cv2.IMREAD_COLOR)
+        trimap = cv2.imread(str(GOLDEN / "inputs" / "gt05_trimap.png"), cv2.IMREAD_GRAYSCALE)
+    else:
+        from dimatting.data.synthetic import make_sample
+
+        sample = make_sample(0, "test", 0, (512, 512))
+        merged, trimap = sample["merged"], sample["trimap"]
+    return (cv2.resize(merged, (size, size), interpolation=cv2.INTER_LINEAR),
+            cv2.resize(trimap, (size, size), interpolation=cv2.INTER_NEAREST))
+
+
+def stage3_checkpoint(path: Path) -> Path:
+    """The golden stage-3 weights (seeded random ones without ../shared) saved as a checkpoint."""
     import torch
 
+    from dimatting.checkpoint import save_checkpoint
+    from dimatting.models import build_dim
+
+    if (GOLDEN / "weights.py").is_file():
+        from tests.golden_weights import golden_model
+
+        model = golden_model(GOLDEN, 3)
+    else:
+        torch.manual_seed(0)
+        model = build_dim(with_refiner=True)
+    save_checkpoint(path, {"state_dict": model.state_dict()})
+    return path
+
+
+def predict_mode(mode: str, options, ckpt: Path, merged: np.ndarray, trimap: np.ndarray, runs: int,
+                 device: str) -> tuple[dict, np.ndarray]:
+    """Time one mode at one size: first call, then `runs` calls; -> (figures, uint8 alpha)."""
+    import torch
+
+    from dimatting.checkpoint import extract_state_dict, load_checkpoint
+    from dimatting.inference import load_model
+
+    gc.collect()  # the previous mode's model and buffers
     if device == "cuda":
         torch.cuda.empty_cache()
+    if isinstance(options, bool):
+        sd = {k: v.to(device) for k, v in extract_state_dict(load_checkpoint(ckpt)).items()}
+
+        def once() -> np.ndarray:
+            return reference_alpha(sd, merged, trimap, device, options)
+    else:
+        matter = load_model(ckpt, device, tile_threshold=None, **options)
+        rgb = np.ascontiguousarray(merged[:, :, ::-1])
+
+        def once() -> np.ndarray:
+            return matter.predict(rgb, trimap, as_uint8=True)
+
+    base = torch.cuda.memory_allocated() if device == "cuda" else 0
+    if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-
-
-def peak_mb(device: str) -> float:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
-
-
-def timed(fn, runs: int, device: str) -> tuple[float, float, float, object]:
-    """(median, min, max seconds, last result) of `runs` calls after one warm-up, GPU work included."""
-    result = fn()
+    sync(device)
+    tick = time.perf_counter()
+    alpha = once()
+    sync(device)
+    first = time.perf_counter() - tick
     times = []
     for _ in range(runs):
         sync(device)
         tick = time.perf_counter()
-        result = fn()
+        alpha = once()
         sync(device)
         times.append(time.perf_counter() - tick)
-    return statistics.median(times), min(times), max(times), result
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else float("nan")
+    padded = (-(-trimap.shape[0] // 32) * 32) * (-(-trimap.shape[1] // 32) * 32)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "first": first,
+            "peak_gib": peak / 2**30, "bytes_per_px": (peak - base) / padded}, alpha
 
 
-def predict_rows(sizes: list[int], runs: int, device: str) -> list[str]:
+def d_alpha(alpha: np.ndarray, reference: np.ndarray | None, unknown: np.ndarray) -> str:
+    if reference is None:
+        return "-"
+    d = np.abs(alpha.astype(np.float64) - reference)[unknown] / 255
+    return f"{d.mean():.2e} / {d.max():.3f}"
+
+
+def predict_section(args, budget: Budget, ckpt: Path, out: list[str], compiled: bool, state: dict) -> None:
+    """The eager modes (compiled=False) or the compiled ones, at every size; `state` keeps each size's
+    reference alphas and baseline time from the eager pass for the compiled one."""
+    out += ["", "### Predict" + (", torch.compile (first ms: compilation)" if compiled else ""), "",
+            "| size | mode | ms (median) | min / max ms | first ms | vs reference-tf32 | peak GiB | B/px above weights "
+            "| abs d-alpha vs reference-tf32 (mean / max, unknown) | vs reference-fp32 |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(out[-4:]), flush=True)
+    for size in args.sizes:
+        merged, trimap = inputs(size)
+        unknown = trimap == 128
+        runs = args.runs or (10 if size <= 2048 else 5)
+        alphas, base_time = state.setdefault(size, ({}, [None]))
+        for mode, options in PREDICT_MODES.items():
+            if args.device == "cpu" and ("tf32" in mode or "cudagraphs" in mode):
+                continue  # CUDA formats and graphs (the CPU smoke run only checks this script)
+            if compiled != bool(isinstance(options, dict) and options.get("compile")):
+                continue
+            if not budget.allows(COMPILE_ALLOWANCE_S if compiled else 10):
+                out.append(f"| {size}² | {mode} | skipped: budget | | | | | | | |")
+                print(out[-1], flush=True)
+                continue
+            try:
+                fig, alphas[mode] = predict_mode(mode, options, ckpt, merged, trimap, runs, args.device)
+            except Exception as exc:  # one failing mode must not stop the others
+                out.append(f"| {size}² | {mode} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} "
+                           "| | | | | | | |")
+                print(out[-1], flush=True)
+                traceback.print_exc()
+                continue
+            if base_time[0] is None and (mode == "reference-tf32" or args.device == "cpu"):
+                base_time[0] = fig["median"]
+            ratio = f"{base_time[0] / fig['median']:.2f}x" if base_time[0] else "-"
+            out.append(f"| {size}² | {mode} | **{fig['median'] * 1e3:.1f}** | {fig['min'] * 1e3:.1f} / "
+                       f"{fig['max'] * 1e3:.1f} | {fig['first'] * 1e3:.0f} | {ratio} | {fig['peak_gib']:.2f} | "
+                       f"{fig['bytes_per_px']:.0f} | {d_alpha(alphas[mode], alphas.get('reference-tf32'), unknown)} | "
+                       f"{d_alpha(alphas[mode], alphas.get('reference-fp32'), unknown)} |")
+            print(out[-1], flush=True)
+
+
+@contextlib.contextmanager
+def gpu_busy_meter(device: str):
+    """Sum the GPU time of each `Matter.submit`'s queued work (CUDA events) and sample nvidia-smi."""
+    import torch
+
+    from dimatting.inference import Matter
+
+    record = {"events": [], "smi": []}
+    original = Matter.submit
+    sampler = None
+    if device == "cuda":
+        def timed_submit(self, *a, **k):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            pending = original(self, *a, **k)
+            end.record()
+            record["events"].append((start, end))
+            return pending
+
+        Matter.submit = timed_submit
+        if shutil.which("nvidia-smi"):
+            sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                        "-lms", "100"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield record
+    finally:
+        Matter.submit = original
+        if sampler is not None:
+            sampler.terminate()
+            text = sampler.communicate(timeout=10)[0]
+            record["smi"] = [int(v) for v in text.split() if v.strip().isdigit()]
+        if device == "cuda":
+            torch.cuda.synchronize()
+            record["busy_s"] = sum(s.elapsed_time(e) for s, e in record["events"]) / 1e3
+
+
+def folder_run(src: Path, ckpt: Path, out_dir: Path, device: str, precision: str | None, workers: int | None,
+               cutout: bool = False) -> tuple[float, dict]:
+    from dimatting.cli import main
+
+    argv = ["predict", "--input-dir", str(src / "img"), "--trimap-dir", str(src / "tri"), "--output-dir",
+            str(out_dir), "--checkpoint", str(ckpt), "--device", device] + (["--cutout"] if cutout else [])
+    argv += ["--precision", precision] if precision else []
+    argv += ["--io-workers", str(workers)] if workers is not None else []
+    with gpu_busy_meter(device) as record:
+        tick = time.perf_counter()
+        code = main(argv)
+        wall = time.perf_counter() - tick
+    if code != 0:
+        raise RuntimeError(f"dim predict exited {code}")
+    return wall, record
+
+
+def folder_section(args, budget: Budget, ckpt: Path, out: list[str]) -> None:
     import cv2
 
-    from dimatting.checkpoint import extract_state_dict, load_checkpoint, save_checkpoint
-    from dimatting.inference import alpha_to_uint8, load_model
-    from dimatting.io import read_image, read_trimap
-    from tests.golden_weights import golden_model
-
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        save_checkpoint(work / "stage3.pth", {"state_dict": golden_model(GOLDEN, 3).state_dict()})
-        merged = cv2.imread(str(GOLDEN / "inputs" / "gt05_merged.png"), cv2.IMREAD_COLOR)
-        trimap = cv2.imread(str(GOLDEN / "inputs" / "gt05_trimap.png"), cv2.IMREAD_GRAYSCALE)
-        sd = {k: v.to(device) for k, v in extract_state_dict(load_checkpoint(work / "stage3.pth")).items()}
-        for size in sizes:
-            m_path, t_path = work / f"merged_{size}.png", work / f"trimap_{size}.png"
-            cv2.imwrite(str(m_path), cv2.resize(merged, (size, size), interpolation=cv2.INTER_LINEAR))
-            cv2.imwrite(str(t_path), cv2.resize(trimap, (size, size), interpolation=cv2.INTER_NEAREST))
-            unknown = read_trimap(t_path) == 128
-            modes = {"baseline": False, "baseline-tf32": True, "ours": {}, "ours-tf32": {"precision": "tf32"},
-                     "ours-bf16": {"precision": "bf16"}, "ours-channels-last": {"channels_last": True},
-                     "ours-tiled": {"tile_threshold": 0}}
-            base_alpha, base_time = None, None
-            for mode, options in modes.items():
-                if device == "cpu" and "tf32" in mode:
-                    continue  # a CUDA format (CPU smoke runs only check this script)
-                reset_peak(device)
-                if isinstance(options, bool):
-                    def once(m_path=m_path, t_path=t_path, tf32=options) -> np.ndarray:
-                        return reference_predict(sd, m_path, t_path, device, tf32)
-                else:
-                    matter = load_model(work / "stage3.pth", device, **options)
-
-                    def once(matter=matter, m_path=m_path, t_path=t_path) -> np.ndarray:
-                        return alpha_to_uint8(matter.predict(read_image(m_path), read_trimap(t_path)))
-                median, low, high, alpha = timed(once, runs, device)
-                peak = peak_mb(device)
-                if base_alpha is None:
-                    base_alpha, base_time, diff = alpha, median, "-"
-                else:
-                    d = np.abs(alpha.astype(np.float64) - base_alpha)[unknown] / 255
-                    diff = f"{d.mean():.2e} / {d.max():.3f}"
-                rows.append(f"| predict {size}² | {mode} | **{median * 1e3:.1f}** | {low * 1e3:.1f} / "
-                            f"{high * 1e3:.1f} | {base_time / median:.2f}x | {peak:.0f} | {diff} |")
-                print(rows[-1], flush=True)
-    return rows
+    out += ["", "### Folders (`dim predict --input-dir`, checkpoint load included)", "",
+            "| images | precision | --io-workers | s | images/s | GPU busy (CUDA events) | nvidia-smi mean util |",
+            "|---|---|---|---|---|---|---|"]
+    print("\n".join(out[-4:]), flush=True)
+    precisions = [None, "bf16"] if args.device == "cuda" else [None]  # bf16 is opt-in and rarely fast on CPUs
+    for spec in args.folder:
+        count, size = (int(v) for v in spec.lower().split("x"))
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp)
+            (src / "img").mkdir()
+            (src / "tri").mkdir()
+            merged, trimap = inputs(size)
+            cv2.imwrite(str(src / "img" / "000.png"), merged)
+            cv2.imwrite(str(src / "tri" / "000.png"), trimap)
+            for i in range(1, count):
+                shutil.copy(src / "img" / "000.png", src / "img" / f"{i:03d}.png")
+                shutil.copy(src / "tri" / "000.png", src / "tri" / f"{i:03d}.png")
+            for precision in precisions:
+                for workers in (0, None):
+                    label = (f"| {count} x {size}²{' --cutout' if args.cutout else ''} | {precision or 'default'} | "
+                             f"{'default' if workers is None else 0} |")
+                    if not budget.allows(30):
+                        out.append(f"{label} skipped: budget | | | |")
+                        print(out[-1], flush=True)
+                        continue
+                    try:
+                        wall, record = folder_run(src, ckpt, src / "out", args.device, precision, workers,
+                                                  args.cutout)
+                    except Exception as exc:
+                        out.append(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | |")
+                        print(out[-1], flush=True)
+                        traceback.print_exc()
+                        continue
+                    busy = f"{record['busy_s'] / wall:.0%}" if "busy_s" in record else "-"
+                    smi = f"{statistics.mean(record['smi']):.0f}%" if record["smi"] else "-"
+                    out.append(f"{label} {wall:.2f} | **{count / wall:.1f}** | {busy} | {smi} |")
+                    print(out[-1], flush=True)
+                    shutil.rmtree(src / "out", ignore_errors=True)
 
 
-def train_rows(runs: int, device_name: str) -> list[str]:
+# ----------------------------------------------------------------------- training step (the engine's section)
+def train_section(args, budget: Budget, out: list[str]) -> None:
     import torch
+    from bench_train import baseline_step, build_model, golden_batch
 
     from dimatting.engine.trainer import LossStep, autocast_context, make_batch
 
-    device = torch.device(device_name)
-    rows = []
+    out += ["", "### Training step (320² golden crop, batch 1)", "",
+            "| what | mode | ms (median) | min / max ms | vs baseline | peak GPU MB | first loss |",
+            "|---|---|---|---|---|---|---|"]
+    print("\n".join(out[-4:]), flush=True)
+    device = torch.device(args.device)
     for stage in (1, 3):
         base_time = None
         for mode in ("baseline", "ours", "ours-amp"):
+            if not budget.allows(20):
+                out.append(f"| train stage {stage} | {mode} | skipped: budget | | | | |")
+                continue
             model = build_model(stage).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
             batch = golden_batch()
@@ -135,7 +328,7 @@ def train_rows(runs: int, device_name: str) -> list[str]:
                      "data_samples": {k: v.to(device) for k, v in batch["data_samples"].items()}}
             amp = mode == "ours-amp" and device.type == "cuda"
             step, scaler = LossStep(model), torch.amp.GradScaler(device.type, enabled=amp)
-            losses = []
+            losses: list[float] = []
 
             def once(mode=mode, model=model, optimizer=optimizer, batch=batch, step=step, scaler=scaler,
                      losses=losses) -> None:
@@ -150,45 +343,72 @@ def train_rows(runs: int, device_name: str) -> list[str]:
                 scaler.update()
                 losses.append(loss.item())
 
-            reset_peak(device_name)
-            median, low, high, _ = timed(once, runs, device_name)
-            peak = peak_mb(device_name)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            once()
+            times = []
+            for _ in range(max(args.runs or 10, 3)):
+                sync(args.device)
+                tick = time.perf_counter()
+                once()
+                sync(args.device)
+                times.append(time.perf_counter() - tick)
+            median = statistics.median(times)
+            peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
             base_time = base_time or median
-            rows.append(f"| train stage {stage} | {mode} | **{median * 1e3:.1f}** | {low * 1e3:.1f} / "
-                        f"{high * 1e3:.1f} | {base_time / median:.2f}x | {peak:.0f} | first loss "
-                        f"{losses[0]:.6f} |")
-            print(rows[-1], flush=True)
-    return rows
+            out.append(f"| train stage {stage} | {mode} | **{median * 1e3:.1f}** | {min(times) * 1e3:.1f} / "
+                       f"{max(times) * 1e3:.1f} | {base_time / median:.2f}x | {peak:.0f} | {losses[0]:.6f} |")
+            print(out[-1], flush=True)
+
+
+def header(device: str) -> list[str]:
+    import torch
+
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+        what = f"{name} ({memory:.0f} GiB), CUDA {torch.version.cuda}"
+    else:
+        what = "none (CPU smoke run of this script)"
+    return [f"GPU: {what}; torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", type=Path, help="also write the markdown table here")
-    parser.add_argument("--predict-only", action="store_true", help="skip the training-step rows")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 4096])
+    parser.add_argument("--runs", type=int, default=0, help="timed runs per mode (default: 10, 5 above 2048²)")
+    parser.add_argument("--folder", nargs="*", default=["100x1024", "20x4096"], metavar="NxS")
+    parser.add_argument("--cutout", action="store_true", help="folders: also write cutouts (CPU work per image)")
+    parser.add_argument("--train", action="store_true", help="also the training-step section")
+    parser.add_argument("--budget-s", type=float, default=330, help="skip what would start after this many s")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke run of this script")
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible; this benchmark is for a GPU machine (CI has none)")
-    name = torch.cuda.get_device_name() if args.device == "cuda" else "none (CPU smoke run)"
-    header = [
-        f"GPU: {name}, torch {torch.__version__}, cuDNN "
-        f"{torch.backends.cudnn.version()}; median of {args.runs} runs after one warm-up.",
-        "",
-        "| what | mode | ms (median) | min / max ms | vs baseline | peak GPU MB | mean / max abs d-alpha "
-        "vs baseline (unknown) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    print("\n".join(header), flush=True)
-    rows = predict_rows(args.sizes, args.runs, args.device)
-    if not args.predict_only:
-        rows += train_rows(max(args.runs, 10), args.device)
-    text = "\n".join(header + rows) + "\n"
-    if args.out:
-        args.out.write_text(text)
+    budget = Budget(args.budget_s)
+    out = header(args.device)
+    print(out[0], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = stage3_checkpoint(Path(tmp) / "stage3.pth")
+        state: dict = {}
+        sections = [("predict", lambda: predict_section(args, budget, ckpt, out, False, state)),
+                    ("folder", lambda: folder_section(args, budget, ckpt, out)),
+                    ("compiled", lambda: predict_section(args, budget, ckpt, out, True, state))]
+        if args.train:
+            sections.append(("train", lambda: train_section(args, budget, out)))
+        for name, run in sections:
+            try:
+                run()
+            except Exception as exc:  # a broken section must not lose the others
+                out.append(f"\nsection {name} failed: {type(exc).__name__}: {exc}")
+                print(out[-1], flush=True)
+                traceback.print_exc()
+            if args.out:
+                args.out.write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

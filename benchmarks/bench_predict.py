@@ -52,14 +52,22 @@ STD = (58.395, 57.12, 57.375)
 # ----------------------------------------------------------------------------- the reference path (baseline)
 def reference_predict(sd: dict, merged_path: Path, trimap_path: Path, device: str = "cpu", tf32: bool = False
                       ) -> np.ndarray:
-    """Golden README steps 1-7 with plain torch.nn.functional, fp32, NCHW, as mmagic computes them (`sd` on
-    `device`; on CUDA cuDNN's TF32 is off unless `tf32`: PyTorch's default, so what mmagic runs on a GPU)."""
+    """Read the PNGs as the reference's pipeline does, then `reference_alpha`."""
     import cv2
-    import torch
-    import torch.nn.functional as F
 
     merged = cv2.imread(str(merged_path), cv2.IMREAD_COLOR)
     trimap = cv2.imread(str(trimap_path), cv2.IMREAD_GRAYSCALE)
+    return reference_alpha(sd, merged, trimap, device, tf32)
+
+
+def reference_alpha(sd: dict, merged: np.ndarray, trimap: np.ndarray, device: str = "cpu", tf32: bool = False
+                    ) -> np.ndarray:
+    """Golden README steps 1-7 with plain torch.nn.functional, fp32, NCHW, as mmagic computes them, from a BGR
+    uint8 image and a uint8 trimap to the uint8 alpha (`sd` on `device`; on CUDA cuDNN's TF32 is off unless
+    `tf32`: PyTorch's default, so what mmagic runs on a GPU)."""
+    import torch
+    import torch.nn.functional as F
+
     with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32):
         img = torch.from_numpy(merged).to(device).permute(2, 0, 1)[None].float()[:, [2, 1, 0]]
         mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (MEAN, STD))

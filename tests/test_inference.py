@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 
 import cv2
 import numpy as np
@@ -13,12 +14,23 @@ import torch
 from dimatting import nnpack
 from dimatting.checkpoint import save_checkpoint, save_safetensors
 from dimatting.errors import CheckpointError, InputError
-from dimatting.inference import Matter, alpha_to_uint8, as_trimap, load_model, resolve_device
+from dimatting.inference import (
+    CUDA_BYTES_PER_PIXEL,
+    Matter,
+    alpha_to_uint8,
+    as_trimap,
+    default_precision,
+    load_model,
+    postprocess,
+    resolve_device,
+)
 from dimatting.io import read_gray, read_image, read_trimap
 from dimatting.models import build_dim
 from dimatting.tiling import predict_tiled, tile_starts, tile_windows
 from dimatting.trimap import trimap_from_mask
 from tests.golden_weights import golden_model
+
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))
 
 
 @pytest.fixture(autouse=True)
@@ -150,10 +162,161 @@ def test_devices():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_cuda_matches_golden_within_tolerance(golden_dir, golden_ckpts):
-    matter = load_model(golden_ckpts[3], "cuda")
+    matter = load_model(golden_ckpts[3], "cuda", precision="fp32")
     image, trimap = golden_inputs(golden_dir, "crop157x211")
     diff = np.abs(matter.predict_raw(image, trimap) - np.load(golden_dir / "outputs" / "crop157x211_stage3.npy"))
     assert np.median(diff) < 1e-4 and (diff <= 1e-3).mean() >= 0.95  # GPU convs round differently (TF32 off)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize("stage", [1, 3])
+def test_device_postprocessing_equals_the_numpy_path_bit_for_bit(golden_dir, golden_ckpts, device, stage):
+    """Clamp, trimap overwrite and the uint8 rounding run where the network ran; the result is the NumPy
+    path's (`postprocess`, `alpha_to_uint8`) bit for bit, float or uint8, whole, tiled or without unknowns."""
+    matter = load_model(golden_ckpts[stage], device, precision="fp32", tile_size=96, tile_overlap=32)
+    image, trimap = golden_inputs(golden_dir, "crop157x211")
+    expected = postprocess(matter.predict_raw(image, trimap, tiled=False), trimap)
+    alpha = matter.predict(image, trimap, tiled=False)
+    assert alpha.dtype == np.float32 and alpha.shape == trimap.shape
+    np.testing.assert_array_equal(alpha, expected)
+    alpha8 = matter.predict(image, trimap, tiled=False, as_uint8=True)
+    assert alpha8.dtype == np.uint8
+    np.testing.assert_array_equal(alpha8, alpha_to_uint8(expected))
+    tiled = matter.predict(image, trimap, tiled=True)
+    np.testing.assert_array_equal(matter.predict(image, trimap, tiled=True, as_uint8=True), alpha_to_uint8(tiled))
+    known = np.where(trimap == 128, 0, trimap).astype(np.uint8)
+    np.testing.assert_array_equal(matter.predict(image, known, as_uint8=True), known)
+
+
+def test_prepare_then_submit_is_predict(golden_dir, golden_ckpts):
+    """The folder pipeline's split: host checks (`prepare`, in loader threads), then `submit` and `result`."""
+    matter = load_model(golden_ckpts[1], "cpu")
+    image, trimap = golden_inputs(golden_dir, "crop157x211")
+    pair = matter.prepare(np.dstack([image, np.full(trimap.shape, 255, np.uint8)]), trimap, source="t.png")
+    assert pair.image.shape == image.shape and pair.staged is None and pair.source == "t.png"
+    expected = matter.predict(image, trimap, as_uint8=True)
+    np.testing.assert_array_equal(matter.submit(pair, as_uint8=True).result(), expected)
+    with pytest.raises(InputError, match=r"t\.png: size 211x156 does not match the image \(211x157"):
+        matter.prepare(image, trimap[:-1], source="t.png")
+
+
+def test_precision_defaults_to_the_devices_reference_numerics(golden_ckpts, caplog, monkeypatch):
+    assert default_precision(torch.device("cuda")) == "tf32" and default_precision(torch.device("cpu")) == "fp32"
+    with caplog.at_level(logging.INFO):
+        matter = load_model(golden_ckpts[1], "cpu")
+    assert matter.precision == "fp32" and "weights on cpu, IEEE fp32" in caplog.text
+    with pytest.raises(InputError, match="--precision fp16: unknown; use one of fp32, tf32, bf16"):
+        load_model(golden_ckpts[1], "cpu", precision="fp16")
+    for fast, warned in ((False, True), (True, False)):
+        monkeypatch.setattr("dimatting.inference.cpu_has_fast_bf16", lambda fast=fast: fast)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert load_model(golden_ckpts[1], "cpu", precision="bf16").precision == "bf16"
+        assert ("this CPU has no bfloat16 kernels" in caplog.text) == warned
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_defaults_and_memory_per_pixel(golden_dir, golden_ckpts, caplog):
+    """TF32 by default (logged as the reference's GPU numerics); each precision's measured peak at 2048x2048
+    stays under the `CUDA_BYTES_PER_PIXEL` that `--tile-threshold auto` plans with; fp32 is the reference path."""
+    with caplog.at_level(logging.INFO):
+        assert load_model(golden_ckpts[3], "cuda").precision == "tf32"
+    assert "TF32 convolutions, PyTorch's CUDA default" in caplog.text
+    image, trimap = golden_inputs(golden_dir, "gt05")
+    image = cv2.resize(image, (2048, 2048), interpolation=cv2.INTER_LINEAR)
+    trimap = cv2.resize(trimap, (2048, 2048), interpolation=cv2.INTER_NEAREST)
+    for precision, per_pixel in CUDA_BYTES_PER_PIXEL.items():
+        matter = load_model(golden_ckpts[3], "cuda", precision=precision, tile_threshold=None)
+        matter.predict(image, trimap, as_uint8=True)  # cuDNN's first-call algorithm search
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        matter.predict(image, trimap, as_uint8=True)
+        measured = (torch.cuda.max_memory_allocated() - base) / 2048**2
+        print(f"{precision}: {measured:.0f} bytes per pixel at 2048x2048 (planned {per_pixel})")
+        assert measured <= per_pixel
+        del matter
+        torch.cuda.empty_cache()
+
+
+@pytest.mark.slow
+def test_compiled_path_equals_the_eager_one(golden_dir, golden_ckpts):
+    """torch.compile (Inductor; C++ on the CPU) of the whole device path, with bf16's first block in strips
+    (and its one-byte pooling positions) forced on, in fp32 so that the comparison is exact."""
+    image, trimap = golden_inputs(golden_dir, "crop157x211")
+    alphas = []
+    for compile_mode in (False, True):
+        matter = load_model(golden_ckpts[3], "cpu", compile=compile_mode)
+        matter.network.precise_first_block = True
+        matter.network.strip_pixels = 64 * 224  # three strips
+        alphas.append(matter.predict(image, trimap, as_uint8=True))
+        if compile_mode:
+            assert matter._alpha_fn.compiled is not None  # compiled, no fallback to eager
+    np.testing.assert_array_equal(alphas[1], alphas[0])
+
+
+def _quickly_trained_stage3(path):
+    """A stage-3 DIM (encoder-decoder and refiner trained together) trained from scratch for 30 iterations
+    on 32x32 synthetic composites, batch 8 (Kaiming init, Adam 5e-4, as the quickstart but smaller): its
+    SAD is a fraction of the alpha=0.5 matte's, and it takes ~15 s on two cores."""
+    from dimatting.data.synthetic import make_sample
+    from dimatting.losses import CharbonnierCompLoss, CharbonnierLoss
+    from dimatting.models import DIM, VGG16, MattorPreprocessor, PlainDecoder, PlainRefiner, SimpleEncoderDecoder
+
+    torch.manual_seed(0)
+    model = DIM(backbone=SimpleEncoderDecoder(VGG16(4), PlainDecoder(512)), refiner=PlainRefiner(),
+                train_cfg={"train_backbone": True, "train_refiner": True}, test_cfg={"refine": True},
+                loss_alpha=CharbonnierLoss(loss_weight=0.5), loss_comp=CharbonnierCompLoss(loss_weight=0.5),
+                loss_refine=CharbonnierLoss())
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            torch.nn.init.zeros_(module.bias)
+    samples = [make_sample(0, "test", 1000 + i, (32, 32)) for i in range(32)]
+    batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+    batch = {k: v.permute(0, 3, 1, 2) if v.ndim == 4 else v[:, None] for k, v in batch.items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    rng = np.random.default_rng(0)
+    model.train()
+    for _ in range(30):
+        pick = torch.from_numpy(rng.choice(len(samples), 8, replace=False))
+        x = model.data_preprocessor(batch["merged"][pick], batch["trimap"][pick])
+        gts = [MattorPreprocessor.gt_to_rgb01(batch[k][pick]) for k in ("alpha", "fg", "bg", "merged")]
+        loss = sum(model.compute_losses(x, *gts).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    save_checkpoint(path, {"state_dict": model.state_dict()})
+    return path
+
+
+@pytest.mark.slow
+def test_bf16_fast_path_accuracy_on_a_trained_checkpoint(tmp_path):
+    """The fast path against IEEE fp32 on a trained stage-3 checkpoint: mean |Δα| over the unknown region
+    <= 1/255 and SAD within 0.5% (benchmarks/bf16_accuracy.py measures the same on the quickstart's
+    checkpoint, and on a GPU)."""
+    from dimatting.data.synthetic import make_sample
+    from dimatting.metrics import sad
+
+    checkpoint = _quickly_trained_stage3(tmp_path / "stage3.pth")
+    tests = [make_sample(0, "test", i, (96, 96)) for i in range(6)]
+    fp32 = load_model(checkpoint, "cpu", precision="fp32", channels_last=False)
+    bf16 = load_model(checkpoint, "cpu", precision="bf16")
+    diffs, sads = [], {"fp32": 0.0, "bf16": 0.0, "half": 0.0}
+    for sample in tests:
+        image, trimap, gt = sample["merged"][:, :, ::-1], sample["trimap"], sample["alpha"]
+        reference, fast = fp32.predict(image, trimap), bf16.predict(image, trimap)
+        diffs.append(np.abs(fast - reference)[trimap == 128])
+        sads["fp32"] += sad(reference, gt, trimap)
+        sads["bf16"] += sad(fast, gt, trimap)
+        sads["half"] += sad(np.where(trimap == 128, 0.5, trimap / 255), gt, trimap)
+    mean_diff = float(np.concatenate(diffs).mean())
+    change = sads["bf16"] / sads["fp32"] - 1
+    print(f"bf16 vs fp32: mean |dalpha| {mean_diff * 255:.2f}/255, SAD {sads['bf16']:.4f} vs {sads['fp32']:.4f} "
+          f"({change:+.3%}); alpha=0.5: {sads['half']:.4f}")
+    assert sads["fp32"] < 0.5 * sads["half"]  # a trained model, not a constant
+    assert mean_diff <= 1 / 255
+    assert abs(change) <= 0.005
 
 
 def test_layout_follows_the_device_and_reaches_the_network(golden_ckpts):
@@ -163,7 +326,8 @@ def test_layout_follows_the_device_and_reaches_the_network(golden_ckpts):
     for channels_last, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
         matter = load_model(golden_ckpts[1], "cpu", channels_last=channels_last, conv_backend="onednn")
         assert matter.channels_last == (layout == torch.channels_last)
-        hook = matter.model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        first_conv = matter.model.backbone.encoder.layer1[0]
+        hook = first_conv.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
         matter.predict_raw(np.zeros((64, 96, 3), np.uint8), np.full((64, 96), 128, np.uint8), tiled=False)
         hook.remove()
         assert seen[-1].is_contiguous(memory_format=layout)
@@ -215,11 +379,20 @@ def test_auto_tile_threshold_fixed_on_cpu_by_free_memory_on_cuda(golden_ckpts, m
     assert matter.tile_threshold == "auto"
     assert not matter.uses_tiles(1024, 1024) and matter.uses_tiles(1024, 1025)
     matter.device = torch.device("cuda")  # the policy alone: no GPU needed
-    free = {"bytes": 80 * 2**30}
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 141 * 2**30))
-    assert not matter.uses_tiles(4096, 4096) and matter.uses_tiles(8192, 8192)  # 40 GiB / 2 KiB per px
-    free["bytes"] = 2 * 2**30  # a small or busy GPU: never above the CPU's threshold
-    assert not matter.uses_tiles(1024, 1024) and matter.uses_tiles(1100, 1100)
+    memory = {"free": 80 * 2**30, "reserved": 0, "allocated": 0}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (memory["free"], 141 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: memory["reserved"])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: memory["allocated"])
+    for precision, per_pixel in CUDA_BYTES_PER_PIXEL.items():
+        matter.precision = precision
+        side = math.isqrt(40 * 2**30 // per_pixel)  # the largest square that fits in half of 80 GiB
+        assert not matter.uses_tiles(side, side) and matter.uses_tiles(side + 1, side + 1)
+    memory["reserved"] = 30 * 2**30  # PyTorch's cache holds 30 GiB, 10 of them in use: 100 GiB available
+    memory["allocated"] = 10 * 2**30
+    side = math.isqrt(50 * 2**30 // CUDA_BYTES_PER_PIXEL["bf16"])
+    assert not matter.uses_tiles(side, side) and matter.uses_tiles(side + 1, side + 1)
+    memory.update(free=2**29, reserved=0, allocated=0)  # a small or busy GPU: never above the CPU's threshold
+    assert not matter.uses_tiles(1024, 1024) and matter.uses_tiles(1024, 1025)
     with pytest.raises(InputError, match="--tile-threshold -1: give a pixel count >= 0 or auto"):
         load_model(golden_ckpts[1], "cpu", tile_threshold=-1)
 

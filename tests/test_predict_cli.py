@@ -136,6 +136,32 @@ def test_folder_mode_keeps_going_after_a_bad_pair(ckpt, crop, tmp_path, capsys):
     assert "bad.png: cannot decode the image" in capsys.readouterr().err
 
 
+def test_folder_results_do_not_depend_on_io_workers(ckpt, crop, tmp_path, capsys):
+    """Reading ahead and writing behind in threads (the default with a GPU) changes nothing in the files,
+    the failures or the exit status; the CPU's numerics are announced."""
+    images, trimaps = tmp_path / "img", tmp_path / "tri"
+    images.mkdir()
+    trimaps.mkdir()
+    for stem in ("a", "b", "c", "e"):
+        shutil.copy(crop[0], images / f"{stem}.png")
+        shutil.copy(crop[1], trimaps / f"{stem}.png")
+    (images / "d.png").write_bytes(b"not a png")
+    shutil.copy(crop[1], trimaps / "d.png")
+    outputs = {}
+    for workers in ("0", "3"):
+        out = tmp_path / f"out{workers}"
+        assert predict("--input-dir", images, "--trimap-dir", trimaps, "--output-dir", out, "--save-trimap",
+                       "--checkpoint", ckpt, "--device", "cpu", "--io-workers", workers) == 1
+        err = capsys.readouterr().err
+        assert "weights on cpu, IEEE fp32" in err and "d.png: cannot decode the image" in err
+        outputs[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(outputs["0"]) == [f"{s}{k}.png" for s in "abce" for k in ("", "_trimap")]
+    assert outputs["0"] == outputs["3"]
+    assert predict("--input-dir", images, "--trimap-dir", trimaps, "--output-dir", tmp_path / "x",
+                   "--checkpoint", ckpt, "--device", "cpu", "--io-workers", "-1") == 2
+    assert "--io-workers -1: give a thread count >= 0" in error_line(capsys)
+
+
 def _stray(crop, tmp_path):
     trimap = read_gray(crop[1]).copy()
     trimap[:3, :3] = 77
@@ -173,6 +199,7 @@ def test_trimap_tolerant_and_no_unknown(ckpt, crop, tmp_path, capsys):
         ("unknown device", r"--device tpu: unknown device"),
         ("tf32 on the cpu", r"--precision tf32: TF32 is a CUDA tensor-core format; on the CPU use fp32 or bf16"),
         ("jpeg output", r"alpha\.jpg: -o must be a lossless image"),
+        ("unknown compile mode", r"--compile fast: unknown mode; use one of default, reduce-overhead"),
     ],
 )
 def test_bad_input_is_one_line_nonzero_exit_and_no_output(case, expected, ckpt, crop, tmp_path, capsys):
@@ -204,6 +231,8 @@ def test_bad_input_is_one_line_nonzero_exit_and_no_output(case, expected, ckpt, 
         out = tmp_path / "out" / "alpha.jpg"
     elif case == "tf32 on the cpu":
         extra = ["--precision", "tf32"]
+    elif case == "unknown compile mode":
+        extra = ["--compile", "fast"]
     code = predict("--image", image, "--trimap", trimap, "--checkpoint", checkpoint, "-o", out,
                    "--cutout", "--device", device, *extra)
     assert code == 2

@@ -2,8 +2,9 @@
 
 The path (golden README steps 1-7): RGB image normalised with ImageNet mean/std (0-255 scale) plus
 trimap/255 -> reflect-pad bottom/right to a multiple of 32 -> encoder-decoder (+ refiner for stage 2/3
-checkpoints) -> crop back -> clamp, 0/1 where the trimap is known. Large images go through overlapping
-tiles (`dimatting.tiling`) so memory stays bounded.
+checkpoints) -> crop back -> clamp, 0/1 where the trimap is known. A whole image runs all of it on the
+model's device: only the uint8 image and trimap go there and only the alpha comes back. Large images go
+through overlapping tiles (`dimatting.tiling`) so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -12,18 +13,29 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dimatting import nnpack
+from dimatting.accel import (
+    CompiledOrEager,
+    PendingAlpha,
+    compile_mode,
+    cpu_has_fast_bf16,
+    cuda_available_bytes,
+    pinned,
+    tf32_allowed,
+)
 from dimatting.checkpoint import extract_state_dict, load_checkpoint, load_weights
 from dimatting.errors import CheckpointError, InputError
 from dimatting.hub import resolve_checkpoint
 from dimatting.io import normalize_trimap
 from dimatting.models import DIM, MattorPreprocessor, build_dim
-from dimatting.models.dim import reflect_pad_to_multiple
+from dimatting.models.dim import clamp_to_trimap, postprocess_alpha, reflect_pad_to_multiple
+from dimatting.models.lean_forward import LeanForward, to_bf16
 from dimatting.tiling import (
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -35,9 +47,25 @@ from dimatting.tiling import (
 logger = logging.getLogger("dimatting.inference")
 
 PRECISIONS = ("fp32", "tf32", "bf16")
-# On a GPU whole images run while the pass fits in half the free memory: a stage-3 fp32 pass (NCHW, inference
-# mode) peaks at 0.8-1.0 KB per pixel on an H200, 1.3 KB with tf32 (benchmarks/results.md, GPU); 2 KB leaves margin.
-CUDA_BYTES_PER_PIXEL = 2048
+PRECISION_NOTES = {
+    "fp32": "IEEE fp32",
+    "tf32": "TF32 convolutions, PyTorch's CUDA default and so the reference's GPU numerics "
+    "(--precision fp32 for IEEE fp32)",
+    "bf16": "bfloat16 fast path",
+}
+# On a GPU a whole image runs while its estimated peak fits in half the memory this process can still use.
+# Peak bytes per pixel of a stage-3 pass, by precision (each in its default layout). The activations are
+# modelled exactly by benchmarks/memory_model.py (live tensors of `LeanForward`: 532 B fp32, 268 B bf16; the
+# same model gives 838 B for the former forward, whose peak measured 850 B on an H200 at 4096x4096), plus
+# cuDNN's workspace: ~none for IEEE fp32, ~510 B with TF32 (same H200 run), assumed up to ~110 B for bf16.
+# To confirm on a GPU: benchmarks/bench_gpu.py prints the measured bytes per pixel of each precision.
+CUDA_BYTES_PER_PIXEL = {"fp32": 640, "tf32": 1152, "bf16": 384}
+
+
+def default_precision(device: torch.device) -> str:
+    """The reference's numerics on `device`: "tf32" on CUDA (PyTorch's default for convolutions, which mmagic
+    keeps), "fp32" elsewhere."""
+    return "tf32" if device.type == "cuda" else "fp32"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -111,21 +139,39 @@ def cutout_rgba(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.dstack([rgb, alpha_to_uint8(alpha)])
 
 
+@dataclass
+class PreparedPair:
+    """A checked image/trimap pair (RGB uint8 HxWx3, trimap uint8 HxW in {0, 128, 255}) ready to predict;
+    `staged`: page-locked copies for an asynchronous upload to a GPU (None on the CPU)."""
+
+    image: np.ndarray
+    trimap: np.ndarray
+    source: object = "trimap"
+    staged: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 class Matter:
     """A loaded DIM ready to predict alphas. Build it with `load_model`.
 
+    `precision`: None (default) is the device's reference numerics: "tf32" on CUDA (PyTorch's default for
+    convolutions there, so what mmagic runs on a GPU), "fp32" on the CPU. "fp32" on CUDA turns TF32 off (IEEE
+    fp32, the CPU's results within rounding, about 3.6x slower); "bf16" is the fast path: bfloat16 weights and
+    activations except the first encoder block (TF32 on a GPU, fp32 on the CPU) and the 1-channel heads (see
+    `dimatting.models.lean_forward`), channels-last, opt-in because alphas move (by well under 1/255 on average
+    with trained weights; docs/predict.md).
     `tile_threshold`: images with more pixels are tiled (`tile_size`, `tile_overlap`); None never tiles;
-    "auto" (default): 1024x1024 on the CPU (memory), on a GPU whatever fits in half its free memory (tiles
-    cost time there and only save memory). `channels_last` stores activations NHWC, which oneDNN convolves
-    faster; its float rounding differs slightly, which can flip near-tied max-pool windows, mostly in known
-    regions that the trimap overwrites anyway. False is the reference's NCHW layout: raw output bit-identical
-    to mmagic's on the golden inputs. None (default): NHWC on the CPU with oneDNN, NCHW with NNPACK and on CUDA
-    (cuDNN's fp32 NCHW kernels were faster there, with less memory). `conv_backend` (CPU, fp32): "nnpack"
-    runs the 3x3/5x5 convolutions as Winograd/FFT transforms (`dimatting.nnpack`), "onednn" as PyTorch's
-    default direct convolutions; "auto" (default) picks NNPACK on AVX2 CPUs without AVX-512 unless a layout
-    is given. `precision='bf16'` runs convolutions under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX
-    and on GPUs; alphas differ from fp32, see benchmarks/results.md); 'tf32' (CUDA only) lets cuDNN use TF32
-    tensor cores, PyTorch's default and so what mmagic runs on a GPU; 'fp32' keeps fp32 convolutions exact there.
+    "auto" (default): 1024x1024 on the CPU (memory), on a GPU whatever fits in half the memory left (tiles
+    cost time there and only save memory; `CUDA_BYTES_PER_PIXEL`). `channels_last` stores activations NHWC,
+    which oneDNN convolves faster; its float rounding differs slightly, which can flip near-tied max-pool
+    windows, mostly in known regions that the trimap overwrites anyway. False is the reference's NCHW
+    layout: raw output bit-identical to mmagic's on the golden inputs. None (default): NHWC on the CPU with
+    oneDNN and for bf16, NCHW with NNPACK and for fp32/tf32 on CUDA (cuDNN's fp32 NCHW kernels were faster
+    there, with less memory). `conv_backend` (CPU, fp32): "nnpack" runs the 3x3/5x5 convolutions as
+    Winograd/FFT transforms (`dimatting.nnpack`), "onednn" as PyTorch's default direct convolutions; "auto"
+    (default) picks NNPACK on AVX2 CPUs without AVX-512 unless a layout is given.
+    `compile`: run the whole-image path (upload to alpha) through torch.compile: True or a mode name
+    ("reduce-overhead" adds CUDA graphs). Each new input size compiles once (tens of seconds), so it pays
+    for many images of one size (a server, a long folder), not for one image; off by default.
     """
 
     def __init__(
@@ -135,25 +181,37 @@ class Matter:
         tile_size: int = DEFAULT_TILE_SIZE,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         tile_threshold: int | str | None = "auto",
-        precision: str = "fp32",
+        precision: str | None = None,
         channels_last: bool | None = None,
         conv_backend: str = "auto",
+        compile: bool | str | None = False,
     ) -> None:
+        precision = default_precision(device) if precision is None else precision
         if precision not in PRECISIONS:
             raise InputError(f"--precision {precision}: unknown; use one of {', '.join(PRECISIONS)}")
         if precision == "tf32" and device.type != "cuda":
             raise InputError("--precision tf32: TF32 is a CUDA tensor-core format; on the CPU use fp32 or bf16")
+        if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+            logger.warning("--precision bf16: this CPU has no bfloat16 kernels in PyTorch (they need AVX-512), "
+                           "so bf16 runs 10-100x slower than fp32 here; use fp32")
         self._set_tiling(tile_size, tile_overlap, tile_threshold)
-        self.model = model.eval().to(device)
+        mode = compile_mode(compile)
         self.device = device
         self.precision = precision
+        self.model = model.eval().to(device)
         self.conv_backend = nnpack.choose(conv_backend, device, precision, layout_requested=channels_last is not None)
         if self.conv_backend == "nnpack":
             nnpack.use_nnpack(self.model)
-        self.channels_last = (device.type == "cpu" and self.conv_backend == "onednn" if channels_last is None
-                              else channels_last)
+        if channels_last is None:
+            channels_last = (device.type == "cpu" and self.conv_backend == "onednn") or precision == "bf16"
+        self.channels_last = channels_last
+        if precision == "bf16":
+            to_bf16(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.network = LeanForward(self.model, precise_first_block=precision == "bf16")
+        self._alpha_fn = CompiledOrEager(self._alpha_on_device, mode)
+        self._raw_fn = CompiledOrEager(self._raw_on_device, mode)
 
     def _set_tiling(self, tile_size: int, tile_overlap: int, tile_threshold: int | str | None) -> None:
         if tile_size % 32 or tile_size < 64 or not 0 <= tile_overlap < tile_size:
@@ -176,29 +234,39 @@ class Matter:
         threshold = self.tile_threshold
         if threshold == "auto":
             threshold = DEFAULT_TILE_THRESHOLD
-            if self.device.type == "cuda":  # free memory now, not at load time: other processes share the GPU
-                threshold = max(threshold, torch.cuda.mem_get_info(self.device)[0] // 2 // CUDA_BYTES_PER_PIXEL)
+            if self.device.type == "cuda":  # memory left now, not at load time: other processes share the GPU
+                per_pixel = CUDA_BYTES_PER_PIXEL[self.precision]
+                threshold = max(threshold, cuda_available_bytes(self.device) // 2 // per_pixel)
         return threshold is not None and height * width > threshold
 
     def _numerics(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast when asked; on CUDA, fp32 convolutions in true fp32 (cuDNN's TF32 default rounds
-        inputs to 10-bit mantissas, enough to flip many max-pool windows)."""
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        if self.device.type == "cuda":
-            return torch.backends.cudnn.flags(enabled=True, allow_tf32=self.precision == "tf32")
-        return contextlib.nullcontext()
+        """On CUDA, TF32 unless the precision is "fp32" (bf16's fp32 parts, the first block and the heads, run
+        in TF32 there: IEEE fp32 convolutions would cost more than all the bf16 ones)."""
+        return tf32_allowed(self.precision != "fp32") if self.device.type == "cuda" else contextlib.nullcontext()
+
+    def _raw_on_device(self, image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
+        """uint8 HxWx3 image and HxW trimap on the device -> float32 HxW network output, all on the device:
+        normalise, reflect-pad to /32, forward (refined for stage 2/3), crop back."""
+        height, width = trimap.shape
+        x = self.model.data_preprocessor(image.permute(2, 0, 1)[None], trimap[None, None], bgr=False)
+        # the HxWx3 image arrives with NHWC strides; without this the "NCHW" path would convolve NHWC
+        x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return self.network(reflect_pad_to_multiple(x))[0, 0, :height, :width]
+
+    def _alpha_on_device(self, image: torch.Tensor, trimap: torch.Tensor, as_uint8: bool) -> torch.Tensor:
+        """`_raw_on_device`, then clamp and the trimap's 0/1 (and x255, round half to even for uint8)."""
+        raw = self._raw_on_device(image, trimap)
+        return postprocess_alpha(raw, trimap) if as_uint8 else clamp_to_trimap(raw, trimap)
+
+    def _upload(self, image: np.ndarray, trimap: np.ndarray, staged: tuple | None = None) -> tuple:
+        if staged is None:
+            staged = torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(trimap))
+        return tuple(t.to(self.device, non_blocking=True) for t in staged)
 
     def run_network(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         """One whole-image pass (RGB uint8 HxWx3, trimap uint8 HxW) -> float32 HxW before postprocessing."""
-        images = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-        trimaps = torch.from_numpy(np.ascontiguousarray(trimap))[None, None]
         with torch.inference_mode(), self._numerics():
-            x = self.model.data_preprocessor(images.to(self.device), trimaps.to(self.device), bgr=False)
-            # the HxWx3 image arrives with NHWC strides; without this the "NCHW" path would convolve NHWC
-            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-            out = self.model.predict(x)[0, 0]
-        return out.float().cpu().numpy()
+            return self._raw_fn(*self._upload(image, trimap)).cpu().numpy()
 
     def predict_raw(
         self,
@@ -218,19 +286,8 @@ class Matter:
     def count_tiles(self, height: int, width: int) -> int:
         return len(tile_windows(height, width, self.tile_size, self.tile_overlap))
 
-    def predict(
-        self,
-        image: np.ndarray,
-        trimap: np.ndarray,
-        tiled: bool | None = None,
-        progress: Callable[[int], None] | None = None,
-        source: object = "trimap",
-    ) -> np.ndarray:
-        """Alpha float32 HxW in [0, 1] for an RGB (or gray/RGBA) uint8 image and a uint8 trimap.
-
-        Exactly 0/1 where the trimap is 0/255. A trimap without unknown pixels gives trimap/255 (warning).
-        `source` names the trimap in messages.
-        """
+    def prepare(self, image: np.ndarray, trimap: np.ndarray, source: object = "trimap") -> PreparedPair:
+        """Check and convert an image/trimap pair on the host (folder loaders call this in their threads)."""
         image = as_rgb(image)
         trimap = as_trimap(trimap, source=source)
         if image.shape[:2] != trimap.shape:
@@ -238,10 +295,49 @@ class Matter:
                 f"{source}: size {trimap.shape[1]}x{trimap.shape[0]} does not match the image "
                 f"({image.shape[1]}x{image.shape[0]}, WxH); resize it to match"
             )
+        staged = (pinned(image), pinned(trimap)) if self.device.type == "cuda" else None
+        return PreparedPair(image, trimap, source, staged)
+
+    def submit(
+        self,
+        pair: PreparedPair,
+        tiled: bool | None = None,
+        progress: Callable[[int], None] | None = None,
+        as_uint8: bool = False,
+    ) -> PendingAlpha:
+        """Start predicting a prepared pair; on a GPU this returns once the work is queued (see `predict`)."""
+        trimap = pair.trimap
         if not (trimap == 128).any():
-            logger.warning("%s: no unknown pixels, so the alpha is the trimap (nothing to predict)", source)
-            return trimap.astype(np.float32) / np.float32(255.0)
-        return postprocess(self.predict_raw(image, trimap, tiled=tiled, progress=progress), trimap)
+            logger.warning("%s: no unknown pixels, so the alpha is the trimap (nothing to predict)", pair.source)
+            return PendingAlpha(trimap.copy() if as_uint8 else trimap.astype(np.float32) / np.float32(255.0))
+        if tiled is None:
+            tiled = self.uses_tiles(*trimap.shape)
+        if tiled:
+            alpha = postprocess(self.predict_raw(pair.image, trimap, tiled=True, progress=progress), trimap)
+            return PendingAlpha(alpha_to_uint8(alpha) if as_uint8 else alpha)
+        return self._submit_whole(pair, as_uint8)
+
+    def _submit_whole(self, pair: PreparedPair, as_uint8: bool) -> PendingAlpha:
+        with torch.inference_mode(), self._numerics():
+            alpha = self._alpha_fn(*self._upload(pair.image, pair.trimap, pair.staged), as_uint8)
+            return PendingAlpha.from_tensor(alpha)
+
+    def predict(
+        self,
+        image: np.ndarray,
+        trimap: np.ndarray,
+        tiled: bool | None = None,
+        progress: Callable[[int], None] | None = None,
+        source: object = "trimap",
+        as_uint8: bool = False,
+    ) -> np.ndarray:
+        """Alpha float32 HxW in [0, 1] for an RGB (or gray/RGBA) uint8 image and a uint8 trimap.
+
+        Exactly 0/1 where the trimap is 0/255. A trimap without unknown pixels gives trimap/255 (warning).
+        `source` names the trimap in messages. `as_uint8`: the uint8 alpha as saved in PNGs instead
+        (`alpha_to_uint8`, computed on the device, so only a quarter of the bytes come back).
+        """
+        return self.submit(self.prepare(image, trimap, source), tiled, progress, as_uint8).result()
 
 
 class OnnxMatter(Matter):
@@ -288,6 +384,10 @@ class OnnxMatter(Matter):
         out = self.session.run(None, {"x": x.numpy()})[0]
         return out[0, 0, : trimap.shape[0], : trimap.shape[1]]
 
+    def _submit_whole(self, pair: PreparedPair, as_uint8: bool) -> PendingAlpha:
+        alpha = postprocess(self.run_network(pair.image, pair.trimap), pair.trimap)
+        return PendingAlpha(alpha_to_uint8(alpha) if as_uint8 else alpha)
+
 
 def load_model(
     path: str | os.PathLike,
@@ -299,15 +399,18 @@ def load_model(
     `path` is a file, an http(s)/file URL or a released model's name (`dim models`); URLs and names are
     downloaded once into torch.hub's cache (`dimatting.hub`). The stage follows from the weights: refiner
     keys -> stage 2/3 model whose prediction is the refined alpha; backbone keys only -> stage 1. `options` go
-    to `Matter` (tile_size, tile_threshold, precision...).
+    to `Matter` (tile_size, tile_threshold, precision, channels_last, conv_backend, compile); precision
+    defaults to the device's reference numerics (tf32 on CUDA, fp32 on the CPU).
     """
     torch_device = resolve_device(device)
     path = resolve_checkpoint(path)
     if path.suffix == ".onnx":
         if not path.is_file():
             raise CheckpointError(f"{path}: ONNX file not found; check the path")
-        if torch_device.type != "cpu" or options.get("precision", "fp32") != "fp32":
-            raise InputError(f"{path}: ONNX models run in fp32 on the CPU here; use --device cpu, no --precision")
+        if torch_device.type != "cpu" or options.get("precision") not in (None, "fp32") or options.get("compile"):
+            raise InputError(
+                f"{path}: ONNX models run in fp32 on the CPU here; use --device cpu, no --precision or --compile"
+            )
         tiling = {k: v for k, v in options.items() if k.startswith("tile_")}
         return OnnxMatter(path, **tiling)
     state = extract_state_dict(load_checkpoint(path), path)
@@ -319,5 +422,7 @@ def load_model(
             f"{path}: incomplete DIM weights, {len(missing)} missing (e.g. {missing[0]}); "
             "pass a trained DIM checkpoint (iter_*.pth / best_*.pth)"
         )
-    logger.info("%s: DIM stage %s weights on %s", path, "2/3 (refiner)" if with_refiner else "1", torch_device)
-    return Matter(model, torch_device, **options)
+    matter = Matter(model, torch_device, **options)
+    logger.info("%s: DIM stage %s weights on %s, %s", path, "2/3 (refiner)" if with_refiner else "1",
+                torch_device, PRECISION_NOTES[matter.precision])
+    return matter

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,8 @@ from dimatting.tiling import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, DEFAULT_TI
 from dimatting.trimap import DEFAULT_BAND, read_image_and_trimap
 
 if TYPE_CHECKING:
-    from dimatting.inference import Matter
+    from dimatting.accel import PendingAlpha
+    from dimatting.inference import Matter, PreparedPair
 
 logger = logging.getLogger("dimatting.predict")
 
@@ -72,9 +74,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-tiling", action="store_true", help="always run the whole image at once")
     parser.add_argument(
-        "--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
-        help="bf16: faster on CPUs with AVX512-BF16/AMX and on GPUs; tf32 (CUDA): TF32 tensor-core convolutions, "
-        "PyTorch's default on GPUs; both change alphas slightly (docs/predict.md)",
+        "--precision", choices=("fp32", "tf32", "bf16"), default=None,
+        help="default: tf32 on CUDA (TF32 tensor-core convolutions: PyTorch's GPU default, so the reference's "
+        "GPU numerics), fp32 on the CPU; fp32: IEEE fp32 on CUDA too (~3.6x slower there); bf16: the fast path "
+        "(GPUs, CPUs with AVX512-BF16/AMX), alphas move by well under 1/255 on average (docs/predict.md)",
+    )
+    parser.add_argument(
+        "--compile", nargs="?", const="default", default=None, metavar="MODE",
+        help="torch.compile the whole-image path (MODE: default, reduce-overhead = with CUDA graphs, max-autotune); "
+        "each new image size compiles first (tens of seconds), so it pays for long runs of same-size images",
+    )
+    parser.add_argument(
+        "--io-workers", type=int, default=None, metavar="N",
+        help="folders: threads that read and write files while the model runs (0: one step after the other; "
+        "default: 8 with a GPU, 1 on the CPU, at most the CPU count)",
     )
     parser.add_argument(
         "--reference-layout", action="store_true",
@@ -175,38 +188,58 @@ def _load_pair(job: Job, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarr
     return read_image_and_trimap(job.image, job.trimap, job.mask, band=args.band, tolerant=args.trimap_tolerant)
 
 
-def _predict_one(
-    matter: Matter, job: Job, args: argparse.Namespace, show_tiles: bool,
-    pair: tuple[np.ndarray, np.ndarray] | None = None,
-) -> None:
+def _prepare(matter: Matter, job: Job, args: argparse.Namespace,
+             pair: tuple[np.ndarray, np.ndarray] | None = None) -> PreparedPair:
+    """Read (unless given) and check one job's image and trimap: the host's share of the work."""
     image, trimap = pair if pair is not None else _load_pair(job, args)
+    return matter.prepare(image, trimap, source=job.trimap or job.mask)
+
+
+def _start(matter: Matter, job: Job, pair: PreparedPair, args: argparse.Namespace,
+           show_tiles: bool = False) -> PendingAlpha:
+    """Queue one prediction; the alpha comes back as the PNG's uint8 unless a cutout needs the float alpha."""
     tiled = False if args.no_tiling else None
     bar = None
-    if show_tiles and not args.no_tiling and matter.uses_tiles(*trimap.shape):
+    if show_tiles and not args.no_tiling and matter.uses_tiles(*pair.trimap.shape):
         from tqdm import tqdm
 
-        bar = tqdm(total=matter.count_tiles(*trimap.shape), desc=job.image.name, unit="tile")
+        bar = tqdm(total=matter.count_tiles(*pair.trimap.shape), desc=job.image.name, unit="tile")
     try:
         progress = (lambda n: bar.update(n - bar.n)) if bar is not None else None
-        alpha = matter.predict(image, trimap, tiled=tiled, progress=progress, source=job.trimap or job.mask)
+        return matter.submit(pair, tiled=tiled, progress=progress, as_uint8=job.cutout is None)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _save(job: Job, pair: PreparedPair, alpha: np.ndarray) -> None:
+    """Write one job's files, each only after everything it depends on succeeded."""
     from dimatting.inference import alpha_to_uint8, cutout_rgba
 
-    rgba = cutout_rgba(image, alpha) if job.cutout is not None else None
-
-    write_image(job.output, alpha_to_uint8(alpha))
+    rgba = None
+    if alpha.dtype != np.uint8:  # float alpha: the cutout's foreground estimation wants it unrounded
+        rgba = cutout_rgba(pair.image, alpha)
+        alpha = alpha_to_uint8(alpha)
+    write_image(job.output, alpha)
     if rgba is not None:
         write_image(job.cutout, rgba)
     if job.save_trimap is not None:
-        write_image(job.save_trimap, trimap)
+        write_image(job.save_trimap, pair.trimap)
+
+
+def _io_workers(args: argparse.Namespace, matter: Matter) -> int:
+    """--io-workers, or its default: enough readers/writers to keep a GPU fed, one beside a CPU model."""
+    if args.io_workers is not None:
+        return args.io_workers
+    return min(8 if matter.device.type == "cuda" else 1, os.cpu_count() or 1)
 
 
 def run(args: argparse.Namespace) -> int:
     folder_mode = args.input_dir is not None
     if folder_mode and (args.image is not None or args.output is not None):
         raise InputError(f"{args.input_dir}: use either --image/-o or --input-dir/--output-dir, not both")
+    if args.io_workers is not None and args.io_workers < 0:
+        raise InputError(f"--io-workers {args.io_workers}: give a thread count >= 0")
     if folder_mode:
         jobs, missing = _folder_jobs(args)
     else:
@@ -229,21 +262,30 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, device=args.device, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         tile_threshold=None if args.no_tiling else args.tile_threshold, precision=args.precision,
         channels_last=False if args.reference_layout else None, conv_backend=args.conv_backend,
+        compile=args.compile,
     )
     if not folder_mode:
-        _predict_one(matter, jobs[0], args, show_tiles=True, pair=pair)
+        prepared = _prepare(matter, jobs[0], args, pair)
+        _save(jobs[0], prepared, _start(matter, jobs[0], prepared, args, show_tiles=True).result())
         print(f"wrote {jobs[0].output}" + (f" and {jobs[0].cutout}" if jobs[0].cutout else ""))
         return 0
     from tqdm import tqdm
 
+    from dimatting.overlap import run_overlapped
+
     failed = []
-    for job in tqdm(jobs, desc="predict", unit="image"):
-        try:
-            _predict_one(matter, job, args, show_tiles=False)
-        except DimattingError as exc:
-            logger.error("%s", exc)
-            failed.append(job.image.stem)
+
+    def on_error(job: Job, exc: Exception) -> None:
+        logger.error("%s", exc)
+        failed.append(job.image.stem)
+
+    with tqdm(total=len(jobs), desc="predict", unit="image") as bar:
+        run_overlapped(
+            jobs, load=lambda job: _prepare(matter, job, args), start=lambda job, p: _start(matter, job, p, args),
+            save=_save, workers=_io_workers(args, matter), on_error=on_error, errors=(DimattingError,),
+            progress=bar.update,
+        )
     print(f"wrote {len(jobs) - len(failed)} alpha(s) to {args.output_dir}"
-          + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
+          + (f"; {len(failed)} failed: {', '.join(sorted(failed))}" if failed else "")
           + (f"; {len(missing)} without trimap" if missing else ""))
     return 1 if failed else 0

@@ -35,13 +35,16 @@ def reflect_pad_to_multiple(x: Tensor, divisor: int = SIZE_DIVISOR) -> Tensor:
     return x
 
 
-def postprocess_alpha(pred: Tensor, ori_trimap: Tensor) -> Tensor:
-    """HxW float alpha -> HxW uint8 as the reference returns it: clamp, 1/0 on the known trimap, x255,
-    round half to even."""
+def clamp_to_trimap(pred: Tensor, ori_trimap: Tensor) -> Tensor:
+    """HxW network output -> float alpha: clamped to [0, 1], exactly 1/0 where the trimap is 255/0."""
     pred = pred.clamp(0, 1)
     pred = torch.where(ori_trimap == 255, torch.ones_like(pred), pred)
-    pred = torch.where(ori_trimap == 0, torch.zeros_like(pred), pred)
-    return (pred * 255).round().to(torch.uint8)
+    return torch.where(ori_trimap == 0, torch.zeros_like(pred), pred)
+
+
+def postprocess_alpha(pred: Tensor, ori_trimap: Tensor) -> Tensor:
+    """HxW float alpha -> HxW uint8 as the reference returns it: `clamp_to_trimap`, x255, round half to even."""
+    return (clamp_to_trimap(pred, ori_trimap) * 255).round().to(torch.uint8)
 
 
 class DIM(nn.Module):

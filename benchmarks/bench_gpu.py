@@ -25,7 +25,8 @@ section or mode that fails prints its error and the rest still runs, and whateve
    default precision and bf16 (--cutout: also the cutouts); images/s, and how busy the GPU was: the
    CUDA-event time of each image's queued work summed over the run's wall time, and nvidia-smi's mean
    utilisation sampled every 100 ms. With --device cpu this measures the same overlap on the CPU.
-3. train (training step: stage 1/3, 320² golden crop, batch 1; the engine's section, to be extended).
+Training is measured by benchmarks/bench_gpu_train.py (the step against the reference's, whole runs against the
+step).
 """
 
 from __future__ import annotations
@@ -303,64 +304,6 @@ def folder_section(args, budget: Budget, ckpt: Path, out: list[str]) -> None:
                     shutil.rmtree(src / "out", ignore_errors=True)
 
 
-# ----------------------------------------------------------------------- training step (the engine's section)
-def train_section(args, budget: Budget, out: list[str]) -> None:
-    import torch
-    from bench_train import baseline_step, build_model, golden_batch
-
-    from dimatting.engine.trainer import LossStep, autocast_context, make_batch
-
-    out += ["", "### Training step (320² golden crop, batch 1)", "",
-            "| what | mode | ms (median) | min / max ms | vs baseline | peak GPU MB | first loss |",
-            "|---|---|---|---|---|---|---|"]
-    print("\n".join(out[-4:]), flush=True)
-    device = torch.device(args.device)
-    for stage in (1, 3):
-        base_time = None
-        for mode in ("baseline", "ours", "ours-amp"):
-            if not budget.allows(20):
-                out.append(f"| train stage {stage} | {mode} | skipped: budget | | | | |")
-                continue
-            model = build_model(stage).to(device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
-            batch = golden_batch()
-            batch = {"inputs": batch["inputs"].to(device),
-                     "data_samples": {k: v.to(device) for k, v in batch["data_samples"].items()}}
-            amp = mode == "ours-amp" and device.type == "cuda"
-            step, scaler = LossStep(model), torch.amp.GradScaler(device.type, enabled=amp)
-            losses: list[float] = []
-
-            def once(mode=mode, model=model, optimizer=optimizer, batch=batch, step=step, scaler=scaler,
-                     losses=losses) -> None:
-                if mode == "baseline":
-                    losses.append(baseline_step(model, optimizer, batch))
-                    return
-                with autocast_context(mode == "ours-amp", device):
-                    loss = sum(step(*make_batch(batch, model, device)).values())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                losses.append(loss.item())
-
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            once()
-            times = []
-            for _ in range(max(args.runs or 10, 3)):
-                sync(args.device)
-                tick = time.perf_counter()
-                once()
-                sync(args.device)
-                times.append(time.perf_counter() - tick)
-            median = statistics.median(times)
-            peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
-            base_time = base_time or median
-            out.append(f"| train stage {stage} | {mode} | **{median * 1e3:.1f}** | {min(times) * 1e3:.1f} / "
-                       f"{max(times) * 1e3:.1f} | {base_time / median:.2f}x | {peak:.0f} | {losses[0]:.6f} |")
-            print(out[-1], flush=True)
-
-
 def header(device: str) -> list[str]:
     import torch
 
@@ -380,7 +323,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=0, help="timed runs per mode (default: 10, 5 above 2048²)")
     parser.add_argument("--folder", nargs="*", default=["100x1024", "20x4096"], metavar="NxS")
     parser.add_argument("--cutout", action="store_true", help="folders: also write cutouts (CPU work per image)")
-    parser.add_argument("--train", action="store_true", help="also the training-step section")
     parser.add_argument("--budget-s", type=float, default=330, help="skip what would start after this many s")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke run of this script")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
@@ -398,8 +340,6 @@ def main() -> None:
         sections = [("predict", lambda: predict_section(args, budget, ckpt, out, False, state)),
                     ("folder", lambda: folder_section(args, budget, ckpt, out)),
                     ("compiled", lambda: predict_section(args, budget, ckpt, out, True, state))]
-        if args.train:
-            sections.append(("train", lambda: train_section(args, budget, out)))
         for name, run in sections:
             try:
                 run()

@@ -107,11 +107,14 @@ def run_child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def step_rows(args: argparse.Namespace) -> tuple[list[str], dict]:
+def step_rows(args: argparse.Namespace, deadline: float) -> tuple[list[str], dict]:
     rows, times = [], {}
     for batch in args.batches:
         base = None
         for mode in args.modes:
+            if time.monotonic() > deadline:
+                rows.append(f"| step b{batch} | {mode} | skipped: budget | | | |")
+                continue
             r = run_child([mode, str(batch), str(args.iters), args.device])
             times[(mode, batch)] = r.get("seconds")
             if "error" in r:
@@ -141,7 +144,7 @@ def e2e_time(mode: str, batch: int, iters: int, data_root: Path, work: Path) -> 
     return {"time": last["time"], "data_time": last["data_time"]}
 
 
-def e2e_rows(args: argparse.Namespace, step_times: dict) -> list[str]:
+def e2e_rows(args: argparse.Namespace, step_times: dict, deadline: float) -> list[str]:
     from dimatting.data.synthetic import make_synthetic
 
     rows = []
@@ -152,6 +155,9 @@ def e2e_rows(args: argparse.Namespace, step_times: dict) -> list[str]:
                        nproc=os.cpu_count() or 1)
         for batch in args.batches:
             for mode in args.e2e_modes:
+                if time.monotonic() > deadline:
+                    rows.append(f"| tools/train.py b{batch} | {mode} | skipped: budget | | |")
+                    continue
                 iters = max(20, args.iters) if batch > 1 else max(60, args.iters)
                 r = e2e_time(mode, batch, iters, data, Path(tmp) / f"{mode}_b{batch}")
                 step = step_times.get((mode, batch))
@@ -174,6 +180,7 @@ def main() -> None:
     parser.add_argument("--e2e-modes", nargs="+", default=["ours", "ours-amp"], choices=MODES[1:])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke run of this script")
     parser.add_argument("--out", type=Path, help="also write the markdown tables here")
+    parser.add_argument("--budget-s", type=float, default=600, help="skip what would start after this many s")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -189,10 +196,11 @@ def main() -> None:
               "| what | mode | ms per iteration | vs reference | first iteration | peak GPU MB |",
               "|---|---|---|---|---|---|"]
     print("\n".join(header), flush=True)
-    rows, times = step_rows(args)
+    deadline = time.monotonic() + args.budget_s
+    rows, times = step_rows(args, deadline)
     e2e = ["", "| what | mode | ms per iteration | data_time ms | end to end |", "|---|---|---|---|---|"]
     print("\n".join(e2e), flush=True)
-    e2e += e2e_rows(args, times)
+    e2e += e2e_rows(args, times, deadline)
     if args.out:
         args.out.write_text("\n".join(header + rows + e2e) + "\n")
 

@@ -7,6 +7,7 @@ reason. Under CI (CI=true) its absence is an error, so parity is never silently 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -82,3 +83,14 @@ def served(serve_checkpoint):
 
     with running_server(serve_checkpoint) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def restore_dimatting_logging() -> Iterator[None]:
+    """Each test leaves the 'dimatting' logger as it found it: `dim` commands and training runs point it at
+    their own streams (which pytest closes after the test) and stop its propagation, which would hide later
+    tests' records from caplog."""
+    logger = logging.getLogger("dimatting")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import subprocess
@@ -16,15 +15,6 @@ from dimatting.checkpoint import save_checkpoint
 from dimatting.cli import main
 from dimatting.io import read_gray, read_image
 from tests.golden_weights import golden_model
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """cli.main points the 'dimatting' logger at this test's stderr; undo it so later tests' caplog works."""
-    logger = logging.getLogger("dimatting")
-    saved = logger.handlers[:], logger.propagate, logger.level
-    yield
-    logger.handlers[:], logger.propagate, logger.level = saved
 
 
 @pytest.fixture(scope="module")

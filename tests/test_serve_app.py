@@ -22,15 +22,6 @@ from dimatting.io import read_gray, read_image
 from tests.serve_helpers import CLI_TILE_FLAGS, LIMITS, write_sample
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """cli.main points the 'dimatting' logger at this test's stderr; undo it so later tests' caplog works."""
-    logger = logging.getLogger("dimatting")
-    saved = logger.handlers[:], logger.propagate, logger.level
-    yield
-    logger.handlers[:], logger.propagate, logger.level = saved
-
-
 @pytest.fixture()
 def client(served):
     """An HTTP client of the session's server; after each test the server must be up, idle and ungated."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -16,15 +15,6 @@ import pytest
 
 from dimatting.cli import main
 from tests.serve_helpers import write_sample
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """cli.main points the 'dimatting' logger at this test's stderr; undo it so later tests' caplog works."""
-    logger = logging.getLogger("dimatting")
-    saved = logger.handlers[:], logger.propagate, logger.level
-    yield
-    logger.handlers[:], logger.propagate, logger.level = saved
 
 
 def error_line(capsys) -> str:

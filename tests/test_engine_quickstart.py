@@ -11,8 +11,7 @@ import pytest
 from dimatting.engine import quickstart
 from dimatting.engine.trainer import EarlyTiming
 
-CFG = {"train_cfg": {"max_iters": 150},
-       "quickstart": {"synthetic": {"n_train": 200, "n_test": 20, "size": (192, 192)}, "test": True}}
+CFG = {"quickstart": {"synthetic": {"n_train": 200, "n_test": 20, "size": (192, 192)}, "test": True}}
 
 
 def test_trivial_alpha_and_verdict() -> None:
@@ -27,7 +26,8 @@ def test_time_check_adds_training_validation_and_test(caplog: pytest.LogCaptureF
     """146 iterations left at 2 s, 3 validations + 1 test of 20 images of 192² (a batch is 4 x 96²: each image
     costs a forward of the same pixels, a third of a step: 2/3 s), 10 s already spent: 292 + 53.3 + 10 s."""
     check = quickstart.TimeCheck(CFG, started=time.time() - 10)
-    timing = EarlyTiming(seconds_per_iter=2.0, iterations_left=146, validations_left=3, pixels_per_iter=4 * 96 * 96)
+    timing = EarlyTiming(seconds_per_iter=2.0, iterations_done=4, iterations_left=146, validations_left=3,
+                         pixels_per_iter=4 * 96 * 96)
     assert check.total(timing) == pytest.approx(10 + 292 + 4 * 20 * 2 / 3, abs=0.5)
     with caplog.at_level(logging.INFO, logger="dimatting"):
         check(timing)
@@ -37,7 +37,8 @@ def test_time_check_adds_training_validation_and_test(caplog: pytest.LogCaptureF
 
 def test_time_check_names_the_option_when_over_budget(caplog: pytest.LogCaptureFixture) -> None:
     check = quickstart.TimeCheck(CFG, started=time.time() - 10)
-    timing = EarlyTiming(seconds_per_iter=5.0, iterations_left=146, validations_left=3, pixels_per_iter=4 * 96 * 96)
+    timing = EarlyTiming(seconds_per_iter=5.0, iterations_done=4, iterations_left=146, validations_left=3,
+                         pixels_per_iter=4 * 96 * 96)
     with caplog.at_level(logging.INFO, logger="dimatting"):
         check(timing)
     # fixed part: 10 s + 4 x 20 x 5/3 s = 143.3 s; (600 - 143.3) / 5 = 91 more iterations after the 4 done

@@ -10,7 +10,6 @@ in, how long the whole quickstart will take on this machine, and how to shorten 
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 import time
@@ -77,7 +76,6 @@ class TimeCheck:
         height, width = synthetic.get("size", (320, 320))
         self.eval_pixels = int(synthetic.get("n_test", 0)) * int(height) * int(width)
         self.tests = 1 if settings(cfg).get("test") else 0
-        self.max_iters = int(cfg["train_cfg"]["max_iters"])
         self.started = psutil.Process().create_time() if started is None else started  # wall clock, seconds
 
     def total(self, timing: EarlyTiming) -> float:
@@ -91,13 +89,12 @@ class TimeCheck:
                     _minutes(total), timing.seconds_per_iter)
         if total > BUDGET:
             fixed = total - timing.iterations_left * timing.seconds_per_iter
-            done = self.max_iters - timing.iterations_left
+            done = timing.iterations_done
             fits = done + math.floor(max(BUDGET - fixed, 0) / timing.seconds_per_iter)
             logger.warning("Quickstart: that is more than %s on this CPU; for a shorter run (and a less trained "
                            "model) use --cfg-options train_cfg.max_iters=%d", _minutes(BUDGET), max(fits, done + 1))
 
 
 def _minutes(seconds: float) -> str:
-    text = str(datetime.timedelta(seconds=round(seconds)))
-    minutes, secs = text.split(":")[-2:]
-    return f"{int(text.split(':')[0]) * 60 + int(minutes)} min {int(secs)} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s"

@@ -60,6 +60,7 @@ class EarlyTiming:
     """How fast this run trains, measured over its first iterations (the first one excluded)."""
 
     seconds_per_iter: float
+    iterations_done: int
     iterations_left: int
     validations_left: int
     pixels_per_iter: int  # batch x crop height x crop width
@@ -457,7 +458,7 @@ def run_loop(training: Training, state: TrainState, settings: TrainSettings, wor
         first_time = iter_time if run_iters == 1 else first_time
         losses_log.add(it, losses, {"time": iter_time, "data_time": data_time})
         if on_estimate is not None and run_iters == ESTIMATE_AFTER:
-            on_estimate(EarlyTiming((run_time - first_time) / (run_iters - 1), settings.max_iters - it,
+            on_estimate(EarlyTiming((run_time - first_time) / (run_iters - 1), it, settings.max_iters - it,
                                     sum(map(settings.validates_at, range(it + 1, settings.max_iters + 1))),
                                     batch["inputs"].shape[0] * batch["inputs"].shape[-2] * batch["inputs"].shape[-1]))
         stopping = 0

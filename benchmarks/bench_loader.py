@@ -1,14 +1,17 @@
 """Benchmark the training data loader on Comp-1k-sized images: per sample, and as a DataLoader feeds batches.
 
-    python benchmarks/bench_loader.py [--size 1080 1440] [--samples 24] [--workers 0 1 2] [--write]
+    python benchmarks/bench_loader.py [--size 1080 1440] [--images 16] [--samples 32] [--workers 0 2]
+                                      [--batches 1 16] [--write]
 
 The stage-1 train pipeline (load alpha/fg/bg/merged PNGs, crop around the unknown region, flip, resize to
-320², trimap, pack) on a synthetic set of `--size` images. Rows:
-- one sample in the main process, its four files decoded one by one (the reference's way) or at once in
-  threads (ours), median of `--samples`;
-- samples per second of a `DataLoader` (batch 1, the engine's sampler and collate) for each `--workers`,
-  ours, over `--samples` samples after the workers' start. A GPU step of 10-15 ms at batch 1 needs 70-100
-  samples/s; compare with the machine's cores (each worker can use up to 4 of them).
+320², trimap, pack) on a synthetic set of `--images` images of `--size`. Rows:
+- one sample in the main process: its four files decoded one by one (the reference's way), at once in
+  threads (ours, and our first epoch), or read from the decode-once cache (ours after the first epoch),
+  median of `--samples`;
+- samples per second of a `DataLoader` (the engine's sampler, collate and batch threads) for each
+  `--workers` and `--batches`, decoding every time or from a warm cache, over `--samples` samples (at least
+  two batches) after the first batch. A GPU step of 10-15 ms at batch 1 needs 70-100 samples/s; 30-60 ms at
+  batch 16 needs 270-530.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from dimatting.data.decoded_cache import DecodedCache
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.md"
@@ -35,13 +40,14 @@ def dataset(root: Path):
     return registry.build_dataset(cfg.train_dataloader.dataset)
 
 
-def per_sample(root: Path, samples: int, threaded: bool) -> float:
+def per_sample(root: Path, samples: int, threaded: bool, cache: DecodedCache | None = None) -> float:
     """Median seconds for one sample in this process."""
     from dimatting.engine.sampler import InfiniteSeededSampler
 
     data = dataset(root)
+    data.use_decoded_cache(cache)
     if not threaded:
-        data._load_threads = lambda: 1  # the files one after another
+        data._threads = lambda: 1  # the files one after another
     stream = iter(InfiniteSeededSampler(len(data), seed=0))
     data[next(stream)]
     times = []
@@ -53,7 +59,15 @@ def per_sample(root: Path, samples: int, threaded: bool) -> float:
     return statistics.median(times)
 
 
-def loader_rate(root: Path, samples: int, workers: int) -> float:
+def warm(root: Path, cache: DecodedCache) -> None:
+    """Decode every image of the set into `cache` (what the first epoch does)."""
+    data = dataset(root)
+    data.use_decoded_cache(cache)
+    for index in range(len(data)):
+        data[index]
+
+
+def loader_rate(root: Path, samples: int, workers: int, batch: int, cache: DecodedCache | None) -> float:
     """Samples per second of a DataLoader with `workers` processes, after its first batch."""
     from torch.utils.data import DataLoader
 
@@ -61,14 +75,16 @@ def loader_rate(root: Path, samples: int, workers: int) -> float:
     from dimatting.engine.sampler import InfiniteSeededSampler
 
     data = dataset(root)
-    loader = DataLoader(data, batch_size=1, sampler=InfiniteSeededSampler(len(data), seed=0), num_workers=workers,
-                        collate_fn=collate)
+    data.use_decoded_cache(cache)
+    loader = DataLoader(data, batch_size=batch, sampler=InfiniteSeededSampler(len(data), seed=0),
+                        num_workers=workers, collate_fn=collate)
     batches = iter(loader)
     next(batches)
+    count = max(2, -(-samples // batch))
     tick = time.perf_counter()
-    for _ in range(samples):
+    for _ in range(count):
         next(batches)
-    return samples / (time.perf_counter() - tick)
+    return count * batch / (time.perf_counter() - tick)
 
 
 def cpu_name() -> str:
@@ -87,8 +103,10 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=[1080, 1440], metavar=("H", "W"))
-    parser.add_argument("--samples", type=int, default=24)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--write", action="store_true", help="replace the '## Data loader' section of results.md")
     args = parser.parse_args()
     from dimatting.data.synthetic import make_synthetic
@@ -96,24 +114,32 @@ def main() -> None:
     load = [f"{os.getloadavg()[0]:.2f}"]
     with tempfile.TemporaryDirectory() as tmp:
         height, width = args.size
-        make_synthetic(tmp, n_train=16, n_test=0, seed=0, size=(height, width), nproc=os.cpu_count() or 1)
-        sequential = per_sample(Path(tmp), args.samples, threaded=False)
-        threaded = per_sample(Path(tmp), args.samples, threaded=True)
-        rates = {w: loader_rate(Path(tmp), args.samples, w) for w in args.workers}
+        root = Path(tmp) / "data"
+        make_synthetic(root, n_train=args.images, n_test=0, seed=0, size=(height, width), nproc=os.cpu_count() or 1)
+        cache = DecodedCache(Path(tmp) / "cache", max_bytes=2**40, min_free_bytes=0)
+        sequential = per_sample(root, args.samples, threaded=False)
+        threaded = per_sample(root, args.samples, threaded=True)
+        warm(root, cache)
+        cached = per_sample(root, args.samples, threaded=True, cache=cache)
+        rates = {(w, b, c): loader_rate(root, args.samples, w, b, cache if c else None)
+                 for b in args.batches for w in args.workers for c in (False, True)}
     load.append(f"{os.getloadavg()[0]:.2f}")
     lines = [
         "## Data loader",
         "",
-        f"`python benchmarks/bench_loader.py --size {height} {width} --samples {args.samples}` on {cpu_name()}, "
-        f"{os.cpu_count()} cores; load average before/after: {' / '.join(load)}. Stage-1 train pipeline on "
-        f"synthetic {height}x{width} PNGs.",
+        f"`python benchmarks/bench_loader.py --size {height} {width} --images {args.images} --samples "
+        f"{args.samples}` on {cpu_name()}, {os.cpu_count()} cores; load average before/after: {' / '.join(load)}. "
+        f"Stage-1 train pipeline on synthetic {height}x{width} PNGs.",
         "",
         "| what | result |",
         "|---|---|",
-        f"| one sample, files decoded one by one (the reference's way) | {sequential * 1e3:.0f} ms |",
-        f"| one sample, files decoded at once in threads (ours) | {threaded * 1e3:.0f} ms "
+        f"| one sample, files decoded one by one (the reference's way) | {sequential * 1e3:.1f} ms |",
+        f"| one sample, files decoded at once in threads (ours, first epoch) | {threaded * 1e3:.1f} ms "
         f"({sequential / threaded:.2f}x) |",
-        *(f"| DataLoader, {w} workers, batch 1 | {r:.1f} samples/s |" for w, r in rates.items()),
+        f"| one sample, from the decode-once cache (ours, later epochs) | {cached * 1e3:.1f} ms "
+        f"({sequential / cached:.2f}x) |",
+        *(f"| DataLoader, {w} workers, batch {b}, {'decode-once cache' if c else 'decoding'} | {r:.1f} samples/s |"
+          for (w, b, c), r in rates.items()),
         "",
     ]
     text = "\n".join(lines)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dimatting.data import collate
+from dimatting.data import collate, comp1k
 from dimatting.data.comp1k import AdobeComp1kDataset
 from dimatting.data.transforms import (
     LoadImageFromFile,
@@ -189,10 +189,9 @@ def test_a_foreground_of_another_size_names_the_key_the_sizes_and_the_record(tmp
 
 def test_a_samples_files_load_in_threads_with_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The leading loads run at once in threads; values and key order equal loading one by one."""
-    import os
     import threading
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(comp1k, "available_cores", lambda: 4)
     root = fake_root(tmp_path)
     for name in ("a", "b"):  # distinct content per file, so a mix-up would show
         for i, folder in enumerate(("alpha", "fg", "bg", "merged")):
@@ -204,8 +203,8 @@ def test_a_samples_files_load_in_threads_with_the_same_result(tmp_path: Path, mo
     monkeypatch.setattr(LoadImageFromFile, "_load",
                         lambda self, path: seen.add(threading.current_thread().name) or real_load(self, path))
     threaded = dataset[(1, 5)]
-    assert all(name.startswith("load") for name in seen) and dataset._load_threads() > 1
-    monkeypatch.setattr(AdobeComp1kDataset, "_load_threads", lambda self: 1)
+    assert all(name.startswith("load") for name in seen) and dataset._threads() > 1
+    monkeypatch.setattr(AdobeComp1kDataset, "_threads", lambda self: 1)
     seen.clear()
     sequential = dataset[(1, 5)]
     assert seen == {threading.current_thread().name}

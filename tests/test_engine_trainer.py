@@ -134,3 +134,25 @@ def test_loader_follows_env_cfg_mp_cfg(tmp_path: Path, monkeypatch: pytest.Monke
         assert loader.multiprocessing_context.get_start_method() == "spawn"
     finally:
         cv2.setNumThreads(before)
+
+
+def test_training_through_the_decode_cache_gives_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--decode-cache DIR`: the data workers fill it, a second epoch reads it, and the run is bit for bit the
+    one without it (losses and weights)."""
+    monkeypatch.chdir(tmp_path)
+    options = [*tiny_quickstart_options(6, workers=1), "randomness.seed=3", "default_hooks.checkpoint.interval=6"]
+    assert train_main([str(QUICKSTART), "--work-dir", "plain", "--decode-cache", "off", "--cfg-options",
+                       *options]) == 0
+    assert train_main([str(QUICKSTART), "--work-dir", "cached", "--decode-cache", str(tmp_path / "cache"),
+                       "--cfg-options", *options]) == 0
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6 * 4  # 6 samples x alpha, fg, bg, merged
+    runs = {}
+    for name in ("plain", "cached"):
+        losses = next((tmp_path / name).glob("*/vis_data/train_losses.json")).read_text()
+        weights = torch.load(tmp_path / name / "iter_6.pth", weights_only=True)["state_dict"]
+        runs[name] = (losses, weights)
+    assert runs["plain"][0] == runs["cached"][0]
+    assert all(torch.equal(runs["plain"][1][k], runs["cached"][1][k]) for k in runs["plain"][1])
+    log = next((tmp_path / "cached").glob("*/*.log")).read_text()
+    assert f"decoded-image cache: {tmp_path / 'cache'} (0.0 GiB used" in log
+    assert "decoded-image cache" not in next((tmp_path / "plain").glob("*/*.log")).read_text()

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch.utils.data
 
+from dimatting.data.decoded_cache import DecodedCache
 from dimatting.data.transforms import LoadImageFromFile
 from dimatting.errors import DataError
 
@@ -34,6 +35,11 @@ HOW_TO_CREATE = (
     "create it with `dim prepare-comp1k --source ADOBE_DIR --coco COCO --voc VOC --out {root}` "
     "or a synthetic one with `dim make-synthetic --out {root} --n-train 200 --n-test 20`"
 )
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a job scheduler may narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _build_pipeline(pipeline: Sequence[Any]) -> list[Callable]:
@@ -71,7 +77,7 @@ class AdobeComp1kDataset:
         self.metainfo = copy.deepcopy(self.METAINFO)
         self.metainfo.update(metainfo or {})
         self.pipeline = _build_pipeline(pipeline)
-        self._threads: tuple[int, ThreadPoolExecutor] | None = None
+        self._pool_of: tuple[int, ThreadPoolExecutor] | None = None
         self.data_list = self._load()
         if check_files:
             self._check_files()
@@ -145,6 +151,25 @@ class AdobeComp1kDataset:
         return copy.deepcopy(self.data_list[index])
 
     def __getitem__(self, item: int | tuple[int, int]) -> Any:
+        return self._sample(item, threaded_loads=True)
+
+    def __getitems__(self, items: list[int | tuple[int, int]]) -> list[Any]:
+        """A batch (what a DataLoader asks a worker for): its samples at once in threads, so a worker building a
+        batch of 16 uses its share of the cores instead of one; each sample keeps its own random stream, so the
+        batch is the same as one sample after another."""
+        if len(items) == 1 or self._threads() == 1:
+            return [self._sample(item, threaded_loads=True) for item in items]
+        return list(self._pool().map(lambda item: self._sample(item, threaded_loads=False), items))
+
+    def use_decoded_cache(self, cache: DecodedCache | None) -> None:
+        """Load images through `cache` (decode once, then read the raw pixels), or again from the files."""
+        for step in self.pipeline:
+            if isinstance(step, LoadImageFromFile):
+                step.decoded = cache
+
+    def _sample(self, item: int | tuple[int, int], threaded_loads: bool) -> Any:
+        """Run the pipeline on one record; `threaded_loads` decodes its files at once in the pool (never from a
+        pool thread: a task waiting on tasks queued behind it would deadlock a full pool)."""
         if isinstance(item, tuple):
             index, seed = item
         else:
@@ -155,7 +180,7 @@ class AdobeComp1kDataset:
         rng = np.random.RandomState(seed)
         try:
             loads = self._leading_loads()
-            if len(loads) > 1 and self._load_threads() > 1:
+            if threaded_loads and len(loads) > 1 and self._threads() > 1:
                 parts = self._pool().map(lambda step: step({f"{step.key}_path": results[f"{step.key}_path"]}), loads)
                 for part in parts:  # in pipeline order: the results' key order must not depend on thread timing
                     results.update(part)
@@ -175,20 +200,21 @@ class AdobeComp1kDataset:
             loads.append(step)
         return loads
 
-    def _load_threads(self) -> int:
-        """Threads for one sample's files: up to one per file, sharing the cores with the other data workers."""
+    def _threads(self) -> int:
+        """Threads for this process's loading: its share of the cores, which it splits with the other data
+        workers and, under torchrun, the other ranks on the machine (OpenCV and NumPy work without the GIL)."""
         worker = torch.utils.data.get_worker_info()
-        cores = (os.cpu_count() or 1) // (worker.num_workers if worker else 1)
-        return max(1, min(len(self._leading_loads()), cores))
+        sharers = (worker.num_workers if worker else 1) * int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        return max(1, available_cores() // sharers)
 
     def _pool(self) -> ThreadPoolExecutor:
         """This process's thread pool (made on first use: a pool does not survive the fork into a worker)."""
-        if self._threads is None or self._threads[0] != os.getpid():
-            self._threads = (os.getpid(), ThreadPoolExecutor(self._load_threads(), thread_name_prefix="load"))
-        return self._threads[1]
+        if self._pool_of is None or self._pool_of[0] != os.getpid():
+            self._pool_of = (os.getpid(), ThreadPoolExecutor(self._threads(), thread_name_prefix="load"))
+        return self._pool_of[1]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_threads": None}  # workers started with spawn get a copy without the pool
+        return {**self.__dict__, "_pool_of": None}  # workers started with spawn get a copy without the pool
 
     def describe(self, index: int) -> str:
         """`<ann_file> record <i>: key=path, ...`: where a sample comes from, for error messages."""

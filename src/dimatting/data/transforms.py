@@ -16,6 +16,7 @@ Images stay as OpenCV loads them: BGR, HxWxC, gray maps HxWx1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from dimatting.data.decoded_cache import DecodedCache
 from dimatting.errors import ConfigError, DataError
 
 logger = logging.getLogger("dimatting.data")
@@ -118,22 +120,48 @@ class LoadImageFromFile:
         self.channel_order = channel_order
         self.to_float32 = to_float32
         self.save_original_img = save_original_img
+        # Set by the training data set (`AdobeComp1kDataset.use_decoded_cache`); arrays from it are read-only.
+        self.decoded: DecodedCache | None = None
 
-    def _load(self, path: str) -> np.ndarray:
-        file = Path(path)
+    def _not_found(self, file: Path) -> DataError:
+        return DataError(
+            f"{file}: {self.key} image not found; check the annotation file and data_root "
+            "(re-run `dim prepare-comp1k` or `dim make-synthetic`)"
+        )
+
+    def _decode(self, file: Path, flag: int) -> np.ndarray:
         try:
             data = np.frombuffer(file.read_bytes(), dtype=np.uint8)
         except FileNotFoundError:
-            raise DataError(
-                f"{file}: {self.key} image not found; check the annotation file and data_root "
-                "(re-run `dim prepare-comp1k` or `dim make-synthetic`)"
-            ) from None
+            raise self._not_found(file) from None
         except OSError as exc:
             raise DataError(f"{file}: cannot read the {self.key} image ({exc.strerror}); check the file") from None
-        flag = IMREAD_FLAGS[self.color_type]
         image = cv2.imdecode(data, flag) if data.size else None
         if image is None:
             raise DataError(f"{file}: cannot decode the {self.key} image (corrupt or not an image); replace it")
+        return image
+
+    def _decode_cached(self, file: Path, flag: int, cache: DecodedCache) -> np.ndarray:
+        """From the decode-once cache; a miss decodes and stores, unless the file changed while being read."""
+        try:
+            stat = file.stat()
+        except FileNotFoundError:
+            raise self._not_found(file) from None
+        except OSError as exc:
+            raise DataError(f"{file}: cannot read the {self.key} image ({exc.strerror}); check the file") from None
+        image = cache.get(file, stat, flag)
+        if image is None:
+            image = self._decode(file, flag)
+            with contextlib.suppress(OSError):
+                now = file.stat()
+                if (now.st_size, now.st_mtime_ns, now.st_ino) == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+                    cache.put(file, stat, flag, image)
+        return image
+
+    def _load(self, path: str) -> np.ndarray:
+        file = Path(path)
+        flag = IMREAD_FLAGS[self.color_type]
+        image = self._decode_cached(file, flag, self.decoded) if self.decoded else self._decode(file, flag)
         if flag == cv2.IMREAD_COLOR and self.channel_order == "rgb":
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         if image.ndim == 2:
@@ -478,6 +506,8 @@ def image_to_tensor(value: Any) -> Any:
         frames = [image_to_tensor(v) for v in value]
         return frames[0] if len(frames) == 1 else torch.stack(frames)
     array = value[:, :, None] if value.ndim == 2 else value
+    if not array.flags.writeable:  # e.g. a whole image from the decode-once cache's read-only memory map
+        array = array.copy()
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 

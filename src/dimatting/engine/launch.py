@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from dimatting import config
+from dimatting.data.decoded_cache import DEFAULT_MAX_GIB
 from dimatting.engine import dist, quickstart
 from dimatting.engine.logging import close_logs, error_to_files
 from dimatting.engine.runconfig import RunConfig
@@ -45,6 +46,12 @@ def train_parser() -> argparse.ArgumentParser:
                              "scaling on older GPUs")
     parser.add_argument("--compile", action="store_true",
                         help="compile the training step with torch.compile (faster on a GPU after a slow start)")
+    parser.add_argument("--decode-cache", default="auto", metavar="auto|off|DIR",
+                        help="decode each training image once and keep its raw pixels in DIR (default auto: on when "
+                             "training on a GPU, in $DIMATTING_DECODE_CACHE or ~/.cache/dimatting/decoded)")
+    parser.add_argument("--decode-cache-gb", type=float, default=DEFAULT_MAX_GIB, metavar="GB",
+                        help="the decode cache stops growing at this size (default %(default)g); it keeps 10%% of "
+                             "the disk (at most 10 GiB) free")
     _common(parser)
     return parser
 
@@ -59,8 +66,8 @@ def test_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = False, compile: bool = False
-             ) -> RunConfig:
+def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = False, compile: bool = False,
+             decode_cache: str = "off", decode_cache_gb: float = DEFAULT_MAX_GIB) -> RunConfig:
     """Config + --cfg-options + work dir (CLI, else the config's `work_dir`, else ./work_dirs/<stem>)."""
     if args.launcher == "mpi":
         raise ConfigError("--launcher mpi is not supported; use torchrun (./tools/dist_train.sh) or srun "
@@ -76,7 +83,7 @@ def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = F
     cfg["work_dir"] = str(work_dir)
     resume = resume or bool(cfg.get("resume"))
     return RunConfig(cfg=cfg, config_path=path, work_dir=work_dir, resume=resume, amp=amp, launcher=args.launcher,
-                     compile=compile)
+                     compile=compile, decode_cache=decode_cache, decode_cache_gb=decode_cache_gb)
 
 
 def _run(func, args: argparse.Namespace) -> int:
@@ -100,7 +107,8 @@ def _train(args: argparse.Namespace) -> None:
     from dimatting.engine.tester import test
     from dimatting.engine.trainer import train
 
-    run = load_run(args, resume=args.resume, amp=args.amp, compile=args.compile)
+    run = load_run(args, resume=args.resume, amp=args.amp, compile=args.compile, decode_cache=args.decode_cache,
+                   decode_cache_gb=args.decode_cache_gb)
     quickstart.prepare_data(run.cfg, run.launcher)
     result = train(run, quickstart.TimeCheck(run.cfg) if quickstart.settings(run.cfg) else None)
     if quickstart.settings(run.cfg).get("test"):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dimatting import __version__, config
+from dimatting.data.decoded_cache import DEFAULT_MAX_GIB
 from dimatting.engine import dist, quickstart
 from dimatting.engine.evaluation import EVALUATOR_TYPES, REFERENCE_NAMES
 from dimatting.engine.logging import add_file_log, setup_console, timestamp
@@ -121,6 +122,8 @@ class RunConfig:
     amp: bool = False
     launcher: str = "none"
     compile: bool = False
+    decode_cache: str = "off"  # --decode-cache: auto, off or a folder (see data/decoded_cache.py)
+    decode_cache_gb: float = DEFAULT_MAX_GIB
 
     @functools.cached_property
     def cfg_text(self) -> str:

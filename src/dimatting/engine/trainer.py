@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from dimatting import registry
 from dimatting.data import collate
+from dimatting.data.decoded_cache import DecodedCache, cache_for_training
 from dimatting.engine import checkpointing, dist
 from dimatting.engine.evaluation import REFERENCE_NAMES, evaluate_dataset, reference_metrics
 from dimatting.engine.logging import JsonLines, memory_mb, summary_line, train_line
@@ -231,13 +232,18 @@ def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
     return Training(model, step, optimizer, scaler, info, run.amp, run.cfg_text, f"{settings.experiment_name}_{stamp}")
 
 
-def build_loader(cfg: dict, settings: TrainSettings, state: TrainState, info: dist.DistInfo) -> DataLoader:
-    """The training batches, an infinite seeded stream that starts where the state says. As the reference,
-    `env_cfg.mp_cfg` sets OpenCV's thread count (inherited by the workers: several workers each running
-    OpenCV's default one-thread-per-core pool would oversubscribe the CPU) and the workers' start method."""
+def build_loader(cfg: dict, settings: TrainSettings, state: TrainState, info: dist.DistInfo,
+                 decoded: DecodedCache | None = None) -> DataLoader:
+    """The training batches, an infinite seeded stream that starts where the state says, its images decoded
+    once into `decoded` if given. As the reference, `env_cfg.mp_cfg` sets OpenCV's thread count (inherited by
+    the workers: several workers each running OpenCV's default one-thread-per-core pool would oversubscribe
+    the CPU) and the workers' start method."""
     if settings.opencv_threads is not None:
         cv2.setNumThreads(int(settings.opencv_threads))
     dataset = registry.build_dataset(cfg["train_dataloader"]["dataset"])
+    if decoded is not None:
+        dataset.use_decoded_cache(decoded)
+        logger.info(decoded.describe())
     sampler = InfiniteSeededSampler(len(dataset), state.seed, info.rank, info.world_size, start=state.samples_seen,
                                     shuffle=settings.shuffle)
     workers = settings.num_workers
@@ -414,7 +420,8 @@ def train(run: RunConfig, on_estimate: Callable[[EarlyTiming], None] | None = No
     seed_everything(state.seed)
     flush_denormals(info.device)
     training = build_training(run, settings, info, resumed, stamp)
-    loader = build_loader(run.cfg, settings, state, info)
+    decoded = cache_for_training(run.decode_cache, run.decode_cache_gb, info.device.type == "cuda")
+    loader = build_loader(run.cfg, settings, state, info, decoded)
     validation = None
     if settings.validates:
         validation = Validation(registry.build_dataset(run.cfg["val_dataloader"]["dataset"]),

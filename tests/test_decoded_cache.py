@@ -196,3 +196,14 @@ def test_training_uses_the_cache_on_a_gpu_or_where_asked(tmp_path: Path, monkeyp
     monkeypatch.delenv("DIMATTING_DECODE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert decoded_cache.default_directory() == tmp_path / "xdg" / "dimatting" / "decoded"
+
+
+def test_an_unusable_folder_turns_the_cache_off_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="dimatting.data"):
+        assert cache_for_training(str(blocker / "cache"), 100, on_gpu=True) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"decoded-image cache {blocker / 'cache'}: cannot use it (Not a directory); decoding every time. Pass "
+        "--decode-cache DIR with a writable folder, or --decode-cache off"
+    ]

@@ -103,11 +103,12 @@ class DecodedCache:
             self._used = self.used_bytes()
         if self._used + nbytes > self.max_bytes:
             return False
+        where = self.directory if self.directory.is_dir() else _existing_parent(self.directory)  # the disk it is on
         try:
-            free = shutil.disk_usage(self.directory if self.directory.exists() else _existing_parent(self.directory))
+            free = shutil.disk_usage(where).free
         except OSError:
             return False
-        return free.free - nbytes >= self.min_free_bytes
+        return free - nbytes >= self.min_free_bytes
 
     def used_bytes(self) -> int:
         """Bytes held by the entries now (every process's)."""
@@ -145,5 +146,11 @@ def cache_for_training(choice: str, max_gib: float, on_gpu: bool) -> DecodedCach
     if choice == "off" or (choice == "auto" and not on_gpu):
         return None
     directory = default_directory() if choice == "auto" else Path(choice).expanduser()
-    disk = shutil.disk_usage(_existing_parent(directory) if not directory.exists() else directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        disk = shutil.disk_usage(directory)
+    except OSError as exc:
+        logger.warning("decoded-image cache %s: cannot use it (%s); decoding every time. Pass --decode-cache DIR "
+                       "with a writable folder, or --decode-cache off", directory, exc.strerror or exc)
+        return None
     return DecodedCache(directory, max_bytes=int(max_gib * 2**30), min_free_bytes=min(10 * 2**30, disk.total // 10))

@@ -420,3 +420,26 @@ def test_crop_reads_a_read_only_memmap_without_writing(tmp_path: Path):
         assert_same_arrays(out, expected)
         assert_same_rng(rng, plain_rng)
     assert np.array_equal(np.fromfile(path, np.uint8).reshape(alpha.shape), alpha)
+
+
+FLIP_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float16, np.float32, np.float64, np.int64, bool]
+FLIP_SHAPES = [(5, 7), (6, 1, 3), (1, 9, 1), (7, 5, 1), (4, 6, 3), (3, 4, 5), (3, 4, 513), (2, 3, 4, 5), (0, 4, 3)]
+
+
+@pytest.mark.parametrize("dtype", FLIP_DTYPES)
+@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
+def test_flip_matches_numpy_copies(dtype, direction: str):
+    gen = np.random.RandomState(0)
+    axis = 1 if direction == "horizontal" else 0
+    for shape in FLIP_SHAPES:
+        image = (gen.random_sample(shape) * 300 - 20).astype(dtype)
+        image.flags.writeable = False
+        views = [image, image[::-1], image[:, 1:], image[1:, ::2]] if image.size else [image]
+        results = {f"k{i}": view for i, view in enumerate(views)} | {"frames": list(views)}
+        out = Flip(keys=[*results], flip_ratio=1.0, direction=direction)(dict(results), np.random.RandomState(0))
+        flipped = [out[f"k{i}"] for i in range(len(views))]
+        for got, frame, view in zip(flipped, out["frames"], views, strict=True):
+            expected = np.ascontiguousarray(np.flip(view, axis=axis))
+            for array in (got, frame):
+                assert array.dtype == expected.dtype and array.shape == expected.shape, shape
+                assert np.array_equal(array, expected) and array.flags.c_contiguous, shape

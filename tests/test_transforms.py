@@ -443,3 +443,43 @@ def test_flip_matches_numpy_copies(dtype, direction: str):
             for array in (got, frame):
                 assert array.dtype == expected.dtype and array.shape == expected.shape, shape
                 assert np.array_equal(array, expected) and array.flags.c_contiguous, shape
+
+
+def as_pair(value) -> tuple:
+    return (value, value + 1) if isinstance(value, int) else tuple(value)
+
+
+def plain_trimap(alpha: np.ndarray, rng: np.random.RandomState, kernel_size, iterations=1, random=True) -> np.ndarray:
+    """GenerateTrimap the straightforward way: 128 everywhere, then the two boolean-mask writes."""
+    sizes, its = as_pair(kernel_size), as_pair(iterations)
+    sizes = range(*sizes) if random else sizes
+    kernels = [cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (s, s)) for s in sizes]
+    if random:
+        erode_k, dilate_k = rng.randint(len(kernels)), rng.randint(len(kernels))
+        erode_it, dilate_it = rng.randint(*its), rng.randint(*its)
+    else:
+        (erode_k, dilate_k), (erode_it, dilate_it) = (0, 1), its
+    eroded = cv2.erode(alpha, kernels[erode_k], iterations=int(erode_it))
+    dilated = cv2.dilate(alpha, kernels[dilate_k], iterations=int(dilate_it))
+    trimap = np.full_like(alpha, 128)
+    trimap[eroded >= 255] = 255
+    trimap[dilated <= 0] = 0
+    return trimap
+
+
+@pytest.mark.parametrize("case", range(200))
+def test_generate_trimap_matches_plain_mask_writes(case: int):
+    gen = np.random.RandomState(2000 + case)
+    alpha = random_alpha(gen)
+    if gen.randint(4) == 0:
+        alpha = alpha.astype(np.float32) + gen.choice([0, 0.5], size=alpha.shape).astype(np.float32)
+    settings = [dict(kernel_size=(1, 30)), dict(kernel_size=(3, 8), iterations=(1, 3)),
+                dict(kernel_size=(int(gen.randint(1, 9)), int(gen.randint(1, 9))), iterations=int(gen.randint(1, 3)),
+                     random=False)]
+    seed = int(gen.randint(2**32))
+    for kwargs in settings:
+        rng, plain_rng = np.random.RandomState(seed), np.random.RandomState(seed)
+        out = GenerateTrimap(**kwargs)({"alpha": alpha}, rng)
+        expected = plain_trimap(alpha, plain_rng, **kwargs)
+        assert_same_arrays(out, {"trimap": expected})
+        assert_same_rng(rng, plain_rng)

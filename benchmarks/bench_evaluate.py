@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
@@ -37,10 +36,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results.md"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_metrics import REFERENCE  # noqa: E402
 from hostinfo import cpu_line, load_line  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -241,14 +240,6 @@ def markdown(args, sizes, cold, cpu, warm_times, loads) -> str:
         lines.append(f"| {kind} | {t:.3f} | {warm_times['reference-style'] / t:.1f}x |")
     return "\n".join(lines) + "\n"
 
-
-def write_section(section: str) -> None:
-    from dimatting.io import write_text
-
-    text = RESULTS.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## Evaluate\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    write_text(RESULTS, text)
 
 
 def main() -> None:

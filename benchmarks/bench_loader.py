@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from dimatting.data.decoded_cache import DecodedCache
-
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results.md"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from hostinfo import cpu_line, load_line  # noqa: E402
+from results_file import write_section  # noqa: E402
+
+from dimatting.data.decoded_cache import DecodedCache  # noqa: E402
+
 STAGE1 = ROOT / "configs" / "dim" / "dim_stage1-v16_1xb1-1000k_comp1k.py"
 
 
@@ -87,18 +89,6 @@ def loader_rate(root: Path, samples: int, workers: int, batch: int, cache: Decod
     return count * batch / (time.perf_counter() - tick)
 
 
-def cpu_name() -> str:
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"model name\s*:\s*(.*)", info)
-        found = re.search(r"flags\s*:\s*(.*)", info)
-        wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if found and f in found.group(1).split()]
-        flags = f"{model.group(1) if model else platform.processor()} ({', '.join(wanted)})"
-    except OSError:
-        flags = platform.processor()
-    return flags
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     from dimatting.data.synthetic import make_synthetic
 
-    load = [f"{os.getloadavg()[0]:.2f}"]
+    before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         height, width = args.size
         root = Path(tmp) / "data"
@@ -123,13 +113,12 @@ def main() -> None:
         cached = per_sample(root, args.samples, threaded=True, cache=cache)
         rates = {(w, b, c): loader_rate(root, args.samples, w, b, cache if c else None)
                  for b in args.batches for w in args.workers for c in (False, True)}
-    load.append(f"{os.getloadavg()[0]:.2f}")
     lines = [
         "## Data loader",
         "",
         f"`python benchmarks/bench_loader.py --size {height} {width} --images {args.images} --samples "
-        f"{args.samples}` on {cpu_name()}, {os.cpu_count()} cores; load average before/after: {' / '.join(load)}. "
-        f"Stage-1 train pipeline on synthetic {height}x{width} PNGs.",
+        f"{args.samples}` on {cpu_line()}; {load_line(before, os.getloadavg())}. Stage-1 train pipeline on "
+        f"synthetic {height}x{width} PNGs.",
         "",
         "| what | result |",
         "|---|---|",
@@ -145,9 +134,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        old = RESULTS.read_text()
-        pattern = re.compile(r"^## Data loader\n.*?(?=^## |\Z)", re.S | re.M)
-        RESULTS.write_text(pattern.sub(text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text)
+        write_section(text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -26,10 +25,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "comp1k_mini"
-RESULTS = ROOT / "benchmarks" / "results.md"
 
 
 # ------------------------------------------------------------------ reference-style baseline (facts §6)
@@ -186,16 +185,6 @@ def markdown(rows: list[dict], repeat: int, threads: int, load: tuple[float, flo
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
-
-def write_section(section: str) -> None:
-    """Replace only the "## Metrics" section of results.md (other benchmarks own the other sections)."""
-    from dimatting.io import write_text
-
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"^## Metrics\n.*?(?=^## |\Z)", re.S | re.M)
-    found = pattern.search(text)
-    text = pattern.sub(lambda _: section + "\n", text) if found else text.rstrip("\n") + "\n\n" + section
-    write_text(RESULTS, text)
 
 
 def main() -> None:

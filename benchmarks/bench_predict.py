@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
@@ -37,9 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from hostinfo import cpu_line, load_line  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 GOLDEN = ROOT.parent / "shared" / "reference" / "golden"
-RESULTS = ROOT / "benchmarks" / "results.md"
 BASELINE_MAX_SIZE = 1024  # the whole-image reference path needs ~7 GB at 2048x2048
 MODES = {"baseline": [], "ours": [], "ours-onednn": ["--conv-backend", "onednn"], "ours-nchw": ["--reference-layout"],
          "ours-bf16": ["--precision", "bf16"], "ours-onnxruntime": []}
@@ -260,7 +259,7 @@ def main() -> None:
     table = format_table(rows, args, load_before, load_after)
     print(table)
     if args.write:
-        write_section(table)
+        write_section(f"## Predict\n\n{table}\n")
 
 
 def format_table(rows: list[dict], args: argparse.Namespace, load_before, load_after) -> str:
@@ -289,16 +288,6 @@ def format_table(rows: list[dict], args: argparse.Namespace, load_before, load_a
         )
     return "\n".join(lines)
 
-
-def write_section(table: str) -> None:
-    """Replace (or append) the '## Predict' section of benchmarks/results.md, leaving the others alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"## Predict\n\n{table}\n"
-    pattern = re.compile(r"^## Predict\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    from dimatting.io import write_text
-
-    write_text(RESULTS, text)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -30,9 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "reference" / "golden"
-RESULTS = ROOT / "benchmarks" / "results.md"
 CONFIGS = {1: ROOT / "configs/dim/dim_stage1-v16_1xb1-1000k_comp1k.py",
            3: ROOT / "configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py"}
 MODES = ("baseline", "ours", "ours-bf16")
@@ -205,12 +205,6 @@ def section(results: dict, data: dict, args: argparse.Namespace, load: str) -> s
     ]
     return "\n".join(lines)
 
-
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.is_file() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Train\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new)
 
 
 def main() -> None:

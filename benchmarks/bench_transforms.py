@@ -16,7 +16,6 @@ import argparse
 import collections
 import importlib.util
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,10 +29,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results.md"
 STAGE1 = ROOT / "configs" / "dim" / "dim_stage1-v16_1xb1-1000k_comp1k.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from hostinfo import cpu_line, load_line  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 
 def decoded_samples(root: Path) -> tuple[list[dict], list[dict]]:
@@ -154,9 +153,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        old = RESULTS.read_text()
-        pattern = re.compile(r"^## Train transforms\n.*?(?=^## |\Z)", re.S | re.M)
-        RESULTS.write_text(pattern.sub(text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text)
+        write_section(text)
 
 
 if __name__ == "__main__":

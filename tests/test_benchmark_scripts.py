@@ -28,3 +28,18 @@ def test_the_whole_run_row_trains_the_stage1_config_on_a_synthetic_set(tmp_path:
     assert "error" not in result, result
     assert result["time"] > 0 and result["data_time"] >= 0
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * 4
+
+
+def test_a_benchmark_replaces_only_its_own_results_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from results_file import write_section
+
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\n## Train\n\nold train\n\n## Train transforms\n\nkept \\1\n\n## Predict\n\nkept\n")
+    write_section("## Train\n\nnew \\1 train\n", results)
+    assert results.read_text() == ("# Results\n\n## Train\n\nnew \\1 train\n\n## Train transforms\n\nkept \\1\n\n"
+                                   "## Predict\n\nkept\n")
+    write_section("## Data loader\n\nrows", results)
+    assert results.read_text().endswith("## Predict\n\nkept\n\n## Data loader\n\nrows\n")
+    with pytest.raises(ValueError, match="## Title"):
+        write_section("no heading", results)

@@ -106,7 +106,7 @@ def main() -> None:
         height, width = args.size
         root = Path(tmp) / "data"
         make_synthetic(root, n_train=args.images, n_test=0, seed=0, size=(height, width), nproc=os.cpu_count() or 1)
-        cache = DecodedCache(Path(tmp) / "cache", max_bytes=2**40, min_free_bytes=0)
+        cache = DecodedCache.open(Path(tmp) / "cache", max_bytes=2**40, min_free_bytes=0)
         sequential = per_sample(root, args.samples, threaded=False)
         threaded = per_sample(root, args.samples, threaded=True)
         warm(root, cache)

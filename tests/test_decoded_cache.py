@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -24,7 +25,19 @@ GiB = 2**30
 
 
 def cache_in(tmp_path: Path, max_bytes: int = GiB) -> DecodedCache:
-    return DecodedCache(tmp_path / "cache", max_bytes=max_bytes, min_free_bytes=0)
+    return DecodedCache.open(tmp_path / "cache", max_bytes=max_bytes, min_free_bytes=0)
+
+
+class FakeDisk:
+    """A disk of `size` bytes holding only the entries under `root` (the real one's free space moves with
+    whatever else the machine writes, which would make the budget tests flaky)."""
+
+    def __init__(self, root: Path, size: int) -> None:
+        self.root, self.size = root, size
+
+    def __call__(self, path) -> shutil._ntuple_diskusage:
+        used = sum(p.stat().st_size for p in self.root.rglob("*.npy")) if self.root.exists() else 0
+        return shutil._ntuple_diskusage(self.size, used, self.size - used)
 
 
 def entries(cache: DecodedCache) -> list[Path]:
@@ -90,17 +103,25 @@ def test_a_damaged_entry_is_decoded_again_and_replaced(tmp_path: Path, monkeypat
     assert len(decodes) == 2  # served by the entry
 
 
-def test_the_cache_stops_growing_at_its_budget_and_before_the_disk_fills(tmp_path: Path):
-    images = [write_png(tmp_path / f"{i}.png", i) for i in range(3)]
-    one = 24 * 32 * 3
-    cache = cache_in(tmp_path, max_bytes=2 * one + 10)
-    for image in images:
-        cache.put(image, image.stat(), cv2.IMREAD_COLOR, cv2.imread(str(image)))
-    assert len(entries(cache)) == 2
-    assert cache.used_bytes() == sum(p.stat().st_size for p in entries(cache))
-    full_disk = DecodedCache(tmp_path / "other", max_bytes=GiB, min_free_bytes=2**62)
-    full_disk.put(images[0], images[0].stat(), cv2.IMREAD_COLOR, cv2.imread(str(images[0])))
-    assert entries(full_disk) == []
+def test_the_cache_stops_growing_at_its_budget_and_before_the_disk_fills(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    images = [write_png(tmp_path / f"{i}.png", i) for i in range(4)]
+    entry = 24 * 32 * 3 + 128  # pixels + the .npy header
+    monkeypatch.setattr(shutil, "disk_usage", FakeDisk(tmp_path / "cache", size=100 * entry))
+
+    def fill(cache: DecodedCache) -> int:
+        for image in images:
+            cache.put(image, image.stat(), cv2.IMREAD_COLOR, cv2.imread(str(image)))
+        return len(entries(cache))
+
+    assert fill(cache_in(tmp_path, max_bytes=2 * entry + 10)) == 2  # the budget
+    assert decoded_cache.used_bytes(tmp_path / "cache") == 2 * entry
+    reopened = cache_in(tmp_path, max_bytes=3 * entry)  # what is there counts against the budget
+    assert reopened.used_at_open == 2 * entry and fill(reopened) == 3
+    near_full = DecodedCache.open(tmp_path / "cache", max_bytes=GiB, min_free_bytes=96 * entry)
+    assert fill(near_full) == 4  # 97 entries' room was free: one more, then the floor
+    assert near_full.describe().startswith(f"decoded-image cache: {tmp_path / 'cache'} (0.0 GiB used; may take 0.0 "
+                                           "GiB more, up to 1 GiB in all, keeping 0.0 GiB of the disk free)")
 
 
 def test_a_failed_write_warns_once_and_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -190,9 +211,12 @@ def test_training_uses_the_cache_on_a_gpu_or_where_asked(tmp_path: Path, monkeyp
     assert cache_for_training("off", 100, on_gpu=True) is None
     on_gpu = cache_for_training("auto", 100, on_gpu=True)
     assert on_gpu is not None and on_gpu.directory == tmp_path / "env" and on_gpu.max_bytes == 100 * GiB
+    monkeypatch.setattr(shutil, "disk_usage", FakeDisk(tmp_path / "mine", size=50 * GiB))
     asked = cache_for_training(str(tmp_path / "mine"), 1.5, on_gpu=False)
     assert asked is not None and asked.directory == tmp_path / "mine" and asked.max_bytes == int(1.5 * GiB)
-    assert 0 < asked.min_free_bytes <= 10 * GiB
+    assert asked.free_floor_bytes == 50 * GiB - int(1.5 * GiB)  # the budget, within the 5 GiB (10%) kept free
+    small_disk = cache_for_training(str(tmp_path / "mine"), 100, on_gpu=False)
+    assert small_disk is not None and small_disk.free_floor_bytes == 5 * GiB
     monkeypatch.delenv("DIMATTING_DECODE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert decoded_cache.default_directory() == tmp_path / "xdg" / "dimatting" / "decoded"

@@ -10,8 +10,11 @@ An entry is keyed by the file's resolved path, size, modification time, inode an
 edited or replaced file is decoded again. Entries are written to a temporary file and renamed into place:
 data-loader workers and ranks sharing the cache never see half an entry, and an unreadable entry is decoded
 again and rewritten. The cache stops growing at `max_bytes`, or when writing would leave the disk with less
-than `min_free_bytes`; it never deletes entries (remove the folder to clear it). A failed write (read-only
-folder, disk full) turns writing off for the process with one warning: training goes on, decoding as before.
+than `min_free_bytes`. The size budget is held as a floor on the disk's free space, fixed when the cache is
+opened (free space then, less what the budget still allows), which every process checks with one cheap query
+per write; other files written to the same disk meanwhile count against it too, so it errs on the safe side.
+It never deletes entries (remove the folder to clear it). A failed write (read-only folder, disk full) turns
+writing off for the process with one warning: training goes on, decoding as before.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +34,6 @@ logger = logging.getLogger("dimatting.data")
 
 ENTRY_SUFFIX = ".npy"
 DEFAULT_MAX_GIB = 100.0  # --decode-cache-gb
-# Entries written by other processes are counted again after this many of our own writes: the budget is shared
-# by every worker and rank, and a rescan keeps the overshoot to a few entries per process.
-RESCAN_EVERY = 64
 
 
 def default_directory() -> Path:
@@ -53,14 +53,26 @@ def entry_key(path: Path, stat: os.stat_result, flag: int) -> str:
 
 @dataclass
 class DecodedCache:
-    """Decoded images under `directory`, at most `max_bytes` of them, leaving `min_free_bytes` on the disk."""
+    """Decoded images under `directory`, written while the disk keeps more than `free_floor_bytes` free.
+
+    Made by `open`, which turns the size budget into that floor: one free-space query per write then holds the
+    budget for every data worker and rank together, without any of them counting the others' entries.
+    """
 
     directory: Path
-    max_bytes: int
-    min_free_bytes: int
+    free_floor_bytes: int
+    used_at_open: int = 0  # for the log line
+    max_bytes: int = 0
     writable: bool = True
-    _used: int | None = field(default=None, repr=False)  # bytes in the folder, counted lazily per process
-    _writes: int = field(default=0, repr=False)
+
+    @classmethod
+    def open(cls, directory: Path, max_bytes: int, min_free_bytes: int) -> DecodedCache:
+        """The cache in `directory` (made if missing), to grow to `max_bytes` in all while leaving
+        `min_free_bytes` of the disk free. Raises OSError if the folder cannot be made or examined."""
+        directory.mkdir(parents=True, exist_ok=True)
+        used = used_bytes(directory)
+        free = shutil.disk_usage(directory).free
+        return cls(directory, max(min_free_bytes, free - max(0, max_bytes - used)), used, max_bytes)
 
     def _entry(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}{ENTRY_SUFFIX}"
@@ -77,7 +89,7 @@ class DecodedCache:
             return None
 
     def put(self, path: Path, stat: os.stat_result, flag: int, image: np.ndarray) -> None:
-        """Store `image`, the decode of `path` as it was at `stat`, if the budget and the disk allow."""
+        """Store `image`, the decode of `path` as it was at `stat`, if the disk keeps its floor afterwards."""
         if not self.writable or not self._room_for(image.nbytes):
             return
         entry = self._entry(entry_key(path, stat, flag))
@@ -94,42 +106,36 @@ class DecodedCache:
             self.writable = False
             logger.warning("decoded-image cache %s: cannot write (%s); decoding every time from now on in this "
                            "process; free space or pass --decode-cache off", self.directory, exc.strerror or exc)
-            return
-        self._used = (self._used or 0) + image.nbytes
-        self._writes += 1
 
     def _room_for(self, nbytes: int) -> bool:
-        if self._used is None or self._writes % RESCAN_EVERY == RESCAN_EVERY - 1:
-            self._used = self.used_bytes()
-        if self._used + nbytes > self.max_bytes:
-            return False
-        where = self.directory if self.directory.is_dir() else _existing_parent(self.directory)  # the disk it is on
         try:
-            free = shutil.disk_usage(where).free
+            free = shutil.disk_usage(self.directory).free
         except OSError:
             return False
-        return free - nbytes >= self.min_free_bytes
-
-    def used_bytes(self) -> int:
-        """Bytes held by the entries now (every process's)."""
-        total = 0
-        if not self.directory.is_dir():
-            return 0
-        for sub in os.scandir(self.directory):
-            if not sub.is_dir():
-                continue
-            for item in os.scandir(sub.path):
-                if item.name.endswith(ENTRY_SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):  # replaced by another process meanwhile
-                        total += item.stat().st_size
-        return total
+        return free - nbytes >= self.free_floor_bytes
 
     def describe(self) -> str:
-        """One line for the training log: where, how full, how large it may grow."""
-        used = self.used_bytes()
-        return (f"decoded-image cache: {self.directory} ({used / 2**30:.1f} GiB used, grows to at most "
-                f"{self.max_bytes / 2**30:.0f} GiB keeping {self.min_free_bytes / 2**30:.0f} GiB of the disk free); "
-                "turn it off with --decode-cache off")
+        """One line for the training log: where, how full, how much more it may take."""
+        try:
+            room = max(0, shutil.disk_usage(self.directory).free - self.free_floor_bytes)
+        except OSError:
+            room = 0
+        return (f"decoded-image cache: {self.directory} ({self.used_at_open / 2**30:.1f} GiB used; may take "
+                f"{room / 2**30:.1f} GiB more, up to {self.max_bytes / 2**30:.0f} GiB in all, keeping "
+                f"{self.free_floor_bytes / 2**30:.1f} GiB of the disk free); turn it off with --decode-cache off")
+
+
+def used_bytes(directory: Path) -> int:
+    """Bytes held by the entries in `directory` now."""
+    total = 0
+    for sub in os.scandir(directory):
+        if not sub.is_dir():
+            continue
+        for item in os.scandir(sub.path):
+            if item.name.endswith(ENTRY_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):  # replaced by another process meanwhile
+                    total += item.stat().st_size
+    return total
 
 
 def _existing_parent(path: Path) -> Path:
@@ -142,15 +148,16 @@ def _existing_parent(path: Path) -> Path:
 
 def cache_for_training(choice: str, max_gib: float, on_gpu: bool) -> DecodedCache | None:
     """The cache `--decode-cache CHOICE` asks for: `auto` (on where a GPU trains: there decoding is the
-    bottleneck; on a CPU the step is, and the cache would only cost disk), `off`, or a folder (on, there)."""
+    bottleneck; on a CPU the step is, and the cache would only cost disk), `off`, or a folder (on, there). It
+    keeps 10% of the disk (at most 10 GiB) free."""
     if choice == "off" or (choice == "auto" and not on_gpu):
         return None
     directory = default_directory() if choice == "auto" else Path(choice).expanduser()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        disk = shutil.disk_usage(directory)
+        disk = directory if directory.exists() else _existing_parent(directory)
+        keep_free = min(10 * 2**30, shutil.disk_usage(disk).total // 10)
+        return DecodedCache.open(directory, max_bytes=int(max_gib * 2**30), min_free_bytes=keep_free)
     except OSError as exc:
         logger.warning("decoded-image cache %s: cannot use it (%s); decoding every time. Pass --decode-cache DIR "
                        "with a writable folder, or --decode-cache off", directory, exc.strerror or exc)
         return None
-    return DecodedCache(directory, max_bytes=int(max_gib * 2**30), min_free_bytes=min(10 * 2**30, disk.total // 10))

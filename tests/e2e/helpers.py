@@ -81,5 +81,10 @@ def loss_records(work_dir: Path) -> list[dict]:
     """Every per-iteration loss record of every run (first and resumed) in a work dir, in run order."""
     records: list[dict] = []
     for path in sorted(work_dir.glob("*/vis_data/train_losses.json")):
-        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records += loss_records_of(path)
     return records
+
+
+def loss_records_of(path: Path) -> list[dict]:
+    """The per-iteration loss records of one run's `vis_data/train_losses.json`."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.e2e.helpers import QUICKSTART, loss_records, run_tool, tiny_quickstart_options, tool_command
+from tests.e2e.helpers import (
+    QUICKSTART,
+    loss_records,
+    loss_records_of,
+    run_tool,
+    tiny_quickstart_options,
+    tool_command,
+)
 
 pytestmark = pytest.mark.slow
 MAX_ITERS = 8
@@ -67,8 +74,13 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
     records = loss_records(run_b)
     assert len(records) > MAX_ITERS, "nothing was redone: the kills did not interrupt the run"
     assert {r["iter"] for r in records} == set(reference)
-    for record in records:
-        assert record == reference[record["iter"]], f"iteration {record['iter']} differs after resume"
+    runs = sorted(run_b.glob("*/vis_data/train_losses.json"))
+    for number, run in enumerate(runs, 1):  # which run differs: the first, or one resumed after a kill
+        for record in loss_records_of(run):
+            assert record == reference[record["iter"]], (
+                f"iteration {record['iter']} differs in run {number} of {len(runs)} ({run.parent.parent.name}); "
+                f"every record of run B: {records}"
+            )
 
     final_a = torch.load(run_a / f"iter_{MAX_ITERS}.pth", weights_only=True)
     final_b = torch.load(run_b / f"iter_{MAX_ITERS}.pth", weights_only=True)

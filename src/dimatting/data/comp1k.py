@@ -11,7 +11,9 @@ instead of as a crash hours into training.
 The pipeline's leading `LoadImageFromFile` steps (alpha, fg, bg, merged: decoding is most of a sample's cost
 at Comp-1k's 1-2 MP) run at once in threads (OpenCV decodes without the GIL), so a data-loader worker uses
 several cores and a sample arrives sooner. Decoding is exact, and the results are merged in pipeline order:
-the output is the same as loading one by one.
+the output is the same as loading one by one. A batch (`__getitems__`, what a DataLoader worker asks for) runs
+its samples at once in the same threads instead, and `use_decoded_cache` makes the loads decode each file only
+once (see `decoded_cache.py`).
 """
 
 from __future__ import annotations

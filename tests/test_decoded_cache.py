@@ -231,3 +231,16 @@ def test_an_unusable_folder_turns_the_cache_off_with_one_warning(tmp_path: Path,
         f"decoded-image cache {blocker / 'cache'}: cannot use it (Not a directory); decoding every time. Pass "
         "--decode-cache DIR with a writable folder, or --decode-cache off"
     ]
+
+
+def test_opening_removes_what_killed_writers_left_half_written(tmp_path: Path):
+    folder = tmp_path / "cache" / "ab"
+    folder.mkdir(parents=True)
+    stale, fresh, entry = folder / "x.tmp", folder / "y.tmp", folder / "ab12.npy"
+    for path in (stale, fresh, entry):
+        path.write_bytes(b"partial")
+    hours_ago = os.stat(stale).st_mtime - 2 * decoded_cache.STALE_TEMPORARY_S
+    os.utime(stale, (hours_ago, hours_ago))
+    os.utime(entry, (hours_ago, hours_ago))
+    cache_in(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["ab12.npy", "y.tmp"]  # a live writer's file stays

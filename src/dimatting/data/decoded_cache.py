@@ -13,7 +13,8 @@ again and rewritten. The cache stops growing at `max_bytes`, or when writing wou
 than `min_free_bytes`. The size budget is held as a floor on the disk's free space, fixed when the cache is
 opened (free space then, less what the budget still allows), which every process checks with one cheap query
 per write; other files written to the same disk meanwhile count against it too, so it errs on the safe side.
-It never deletes entries (remove the folder to clear it). A failed write (read-only folder, disk full) turns
+It never deletes entries (remove the folder to clear it), only
+the half-written files of killed processes, an hour later. A failed write (read-only folder, disk full) turns
 writing off for the process with one warning: training goes on, decoding as before.
 """
 
@@ -25,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,8 @@ import numpy as np
 logger = logging.getLogger("dimatting.data")
 
 ENTRY_SUFFIX = ".npy"
+TEMPORARY_SUFFIX = ".tmp"
+STALE_TEMPORARY_S = 3600
 DEFAULT_MAX_GIB = 100.0  # --decode-cache-gb
 
 
@@ -70,6 +74,7 @@ class DecodedCache:
         """The cache in `directory` (made if missing), to grow to `max_bytes` in all while leaving
         `min_free_bytes` of the disk free. Raises OSError if the folder cannot be made or examined."""
         directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(directory)
         used = used_bytes(directory)
         free = shutil.disk_usage(directory).free
         return cls(directory, max(min_free_bytes, free - max(0, max_bytes - used)), used, max_bytes)
@@ -96,7 +101,7 @@ class DecodedCache:
         tmp = None
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=entry.parent, suffix=".tmp", delete=False) as handle:
+            with tempfile.NamedTemporaryFile(dir=entry.parent, suffix=TEMPORARY_SUFFIX, delete=False) as handle:
                 tmp = Path(handle.name)
                 np.save(handle, np.ascontiguousarray(image), allow_pickle=False)
             os.replace(tmp, entry)
@@ -136,6 +141,16 @@ def used_bytes(directory: Path) -> int:
                 with contextlib.suppress(FileNotFoundError):  # replaced by another process meanwhile
                     total += item.stat().st_size
     return total
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the half-written entries of processes killed while writing (an hour old: no live writer takes
+    that long), which nothing else would ever remove."""
+    cutoff = time.time() - STALE_TEMPORARY_S
+    for temporary in directory.glob(f"*/*{TEMPORARY_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            if temporary.stat().st_mtime < cutoff:
+                temporary.unlink()
 
 
 def _existing_parent(path: Path) -> Path:

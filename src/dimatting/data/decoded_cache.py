@@ -13,9 +13,9 @@ again and rewritten. The cache stops growing at `max_bytes`, or when writing wou
 than `min_free_bytes`. The size budget is held as a floor on the disk's free space, fixed when the cache is
 opened (free space then, less what the budget still allows), which every process checks with one cheap query
 per write; other files written to the same disk meanwhile count against it too, so it errs on the safe side.
-It never deletes entries (remove the folder to clear it), only
-the half-written files of killed processes, an hour later. A failed write (read-only folder, disk full) turns
-writing off for the process with one warning: training goes on, decoding as before.
+It never deletes entries (remove the folder to clear it), only the half-written files of killed processes, an
+hour later. A failed write (read-only folder, disk full) turns writing off for the process with one warning:
+training goes on, decoding as before.
 """
 
 from __future__ import annotations

@@ -139,6 +139,10 @@ def test_loader_follows_env_cfg_mp_cfg(tmp_path: Path, monkeypatch: pytest.Monke
 def test_training_through_the_decode_cache_gives_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--decode-cache DIR`: the data workers fill it, a second epoch reads it, and the run is bit for bit the
     one without it (losses and weights)."""
+    import shutil
+
+    free = 2**50  # a roomy disk: the machine's own free space must not decide whether the cache writes
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(free, 0, free))
     monkeypatch.chdir(tmp_path)
     options = [*tiny_quickstart_options(6, workers=1), "randomness.seed=3", "default_hooks.checkpoint.interval=6"]
     assert train_main([str(QUICKSTART), "--work-dir", "plain", "--decode-cache", "off", "--cfg-options",

@@ -2,34 +2,12 @@
 # Training on a SLURM cluster with srun, in the reference's form:
 #   [GPUS=16] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS="..."] \
 #       ./tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
-# srun starts GPUS tasks, GPUS_PER_NODE per node; each runs tools/train.py --launcher slurm, which takes its
-# rank from SLURM's variables and the rendezvous address from the first node of the allocation.
-# MASTER_PORT: a random port in 12000-31999 unless set (as the reference's script, which always picks one).
+# srun starts GPUS tasks, GPUS_PER_NODE per node (tools/srun_tool.sh); each runs tools/train.py --launcher slurm,
+# which takes its rank from SLURM's variables and the rendezvous address from the first node of the allocation.
 set -euo pipefail
 if [ $# -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]" >&2
     exit 2
 fi
-export MASTER_PORT=${MASTER_PORT:-$((12000 + RANDOM % 20000))}
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-shift 4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
 HERE="$(cd "$(dirname "$0")" && pwd)"
-set -x
-# shellcheck disable=SC2086  # SRUN_ARGS is a list of options
-PYTHONPATH="$HERE/..:${PYTHONPATH:-}" \
-srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    $SRUN_ARGS \
-    python -u "$HERE/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher="slurm" "$@"
+exec "$HERE/srun_tool.sh" "$1" "$2" train.py "$3" --work-dir="$4" --launcher="slurm" "${@:5}"

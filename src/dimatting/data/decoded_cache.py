@@ -49,9 +49,14 @@ def default_directory() -> Path:
     return Path(cache_home) / "dimatting" / "decoded"
 
 
+def file_version(stat: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a file from another: size, modification time, inode (a replaced file)."""
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
 def entry_key(path: Path, stat: os.stat_result, flag: int) -> str:
     """Hex digest naming the entry of `path` decoded with the OpenCV imread `flag`, as the file is now."""
-    ident = f"{os.path.realpath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\0{flag}"
+    ident = "\0".join(map(str, (os.path.realpath(path), *file_version(stat), flag)))
     return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from dimatting.data.decoded_cache import DecodedCache
+from dimatting.data.decoded_cache import DecodedCache, file_version
 from dimatting.errors import ConfigError, DataError
 
 logger = logging.getLogger("dimatting.data")
@@ -134,19 +134,19 @@ class LoadImageFromFile:
         # Set by the training data set (`AdobeComp1kDataset.use_decoded_cache`); arrays from it are read-only.
         self.decoded: DecodedCache | None = None
 
-    def _not_found(self, file: Path) -> DataError:
-        return DataError(
-            f"{file}: {self.key} image not found; check the annotation file and data_root "
-            "(re-run `dim prepare-comp1k` or `dim make-synthetic`)"
-        )
+    def _access_error(self, file: Path, exc: OSError) -> DataError:
+        if isinstance(exc, FileNotFoundError):
+            return DataError(
+                f"{file}: {self.key} image not found; check the annotation file and data_root "
+                "(re-run `dim prepare-comp1k` or `dim make-synthetic`)"
+            )
+        return DataError(f"{file}: cannot read the {self.key} image ({exc.strerror}); check the file")
 
     def _decode(self, file: Path, flag: int) -> np.ndarray:
         try:
             data = np.frombuffer(file.read_bytes(), dtype=np.uint8)
-        except FileNotFoundError:
-            raise self._not_found(file) from None
         except OSError as exc:
-            raise DataError(f"{file}: cannot read the {self.key} image ({exc.strerror}); check the file") from None
+            raise self._access_error(file, exc) from None
         image = cv2.imdecode(data, flag) if data.size else None
         if image is None:
             raise DataError(f"{file}: cannot decode the {self.key} image (corrupt or not an image); replace it")
@@ -156,16 +156,13 @@ class LoadImageFromFile:
         """From the decode-once cache; a miss decodes and stores, unless the file changed while being read."""
         try:
             stat = file.stat()
-        except FileNotFoundError:
-            raise self._not_found(file) from None
         except OSError as exc:
-            raise DataError(f"{file}: cannot read the {self.key} image ({exc.strerror}); check the file") from None
+            raise self._access_error(file, exc) from None
         image = cache.get(file, stat, flag)
         if image is None:
             image = self._decode(file, flag)
             with contextlib.suppress(OSError):
-                now = file.stat()
-                if (now.st_size, now.st_mtime_ns, now.st_ino) == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+                if file_version(file.stat()) == file_version(stat):
                     cache.put(file, stat, flag, image)
         return image
 

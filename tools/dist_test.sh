@@ -1,22 +1,11 @@
 #!/usr/bin/env bash
 # Multi-process testing with torchrun: ./tools/dist_test.sh CONFIG CHECKPOINT NUM_GPUS [test.py args...]
-# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1), as the reference's script.
+# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1), as the reference's script
+# (tools/torchrun_tool.sh).
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 CONFIG CHECKPOINT NUM_GPUS [test.py args...]" >&2
     exit 2
 fi
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-shift 3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 HERE="$(cd "$(dirname "$0")" && pwd)"
-PYTHONPATH="$HERE/..:${PYTHONPATH:-}" \
-exec python -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$HERE/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+exec "$HERE/torchrun_tool.sh" "$3" test.py "$1" "$2" --launcher pytorch "${@:4}"

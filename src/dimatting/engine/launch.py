@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,9 +67,10 @@ def test_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = False, compile: bool = False,
-             decode_cache: str = "off", decode_cache_gb: float = DEFAULT_MAX_GIB) -> RunConfig:
-    """Config + --cfg-options + work dir (CLI, else the config's `work_dir`, else ./work_dirs/<stem>)."""
+def load_run(args: argparse.Namespace, resume: bool | str = False, **choices: Any) -> RunConfig:
+    """Config + --cfg-options + work dir (CLI, else the config's `work_dir`, else ./work_dirs/<stem>); `choices`
+    are the command line's other `RunConfig` fields (amp, compile, decode_cache...), RunConfig's defaults
+    where absent."""
     if args.launcher == "mpi":
         raise ConfigError("--launcher mpi is not supported; use torchrun (./tools/dist_train.sh) or srun "
                           "(./tools/slurm_train.sh)")
@@ -82,8 +84,7 @@ def load_run(args: argparse.Namespace, resume: bool | str = False, amp: bool = F
     work_dir = Path(args.work_dir or cfg.get("work_dir") or Path("./work_dirs") / path.stem)
     cfg["work_dir"] = str(work_dir)
     resume = resume or bool(cfg.get("resume"))
-    return RunConfig(cfg=cfg, config_path=path, work_dir=work_dir, resume=resume, amp=amp, launcher=args.launcher,
-                     compile=compile, decode_cache=decode_cache, decode_cache_gb=decode_cache_gb)
+    return RunConfig(cfg=cfg, config_path=path, work_dir=work_dir, resume=resume, launcher=args.launcher, **choices)
 
 
 def _run(func, args: argparse.Namespace) -> int:

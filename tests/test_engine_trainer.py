@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -160,3 +161,46 @@ def test_training_through_the_decode_cache_gives_the_same_run(tmp_path: Path, mo
     log = next((tmp_path / "cached").glob("*/*.log")).read_text()
     assert f"decoded-image cache: {tmp_path / 'cache'} (0.0 GiB used" in log
     assert "decoded-image cache" not in next((tmp_path / "plain").glob("*/*.log")).read_text()
+
+
+@pytest.mark.parametrize("saved_layout", [torch.channels_last, torch.contiguous_format])
+def test_resumed_adam_moments_follow_the_parameters_layout(saved_layout: torch.memory_format) -> None:
+    """Moments saved by a channels-last run (GPU --amp) and loaded into an NCHW one, or the other way round:
+    fused Adam updates each weight with its own moments, as the element-wise (layout-blind) Adam does."""
+    from dimatting.engine.trainer import load_optimizer_state
+
+    torch.manual_seed(0)
+    saved_model = torch.nn.Conv2d(3, 4, 3).to(memory_format=saved_layout)
+    saved = torch.optim.Adam(saved_model.parameters(), lr=0.1, fused=True)
+    saved_model(torch.randn(1, 3, 5, 5)).square().sum().backward()
+    saved.step()
+    other = torch.contiguous_format if saved_layout == torch.channels_last else torch.channels_last
+    results = []
+    for fused in (True, False):
+        model = torch.nn.Conv2d(3, 4, 3).to(memory_format=other)
+        model.load_state_dict(saved_model.state_dict())
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=fused, foreach=False if not fused else None)
+        load_optimizer_state(optimizer, copy.deepcopy(saved.state_dict()))  # as read from a file
+        model(torch.ones(1, 3, 5, 5)).sum().backward()
+        optimizer.step()
+        results.append(model.weight.detach())
+    assert optimizer.state[model.weight]["exp_avg"].stride() == model.weight.stride()
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-6)
+
+
+def test_deterministic_mode_trains_and_changes_no_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """randomness.deterministic=True runs through DIM's unpooling (torch has no deterministic max_unpool2d)
+    and gives the losses of a run without it."""
+    monkeypatch.chdir(tmp_path)
+    options = tiny_quickstart_options(2)
+    assert train_main([str(QUICKSTART), "--work-dir", "plain", "--cfg-options", *options]) == 0
+    try:
+        assert train_main([str(QUICKSTART), "--work-dir", "strict", "--cfg-options", *options,
+                           "randomness.deterministic=True"]) == 0
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+    losses = [json.loads(line) for run in ("plain", "strict")
+              for line in next((tmp_path / run).glob("*/vis_data/train_losses.json")).read_text().splitlines()]
+    assert len(losses) == 4 and losses[:2] == losses[2:]

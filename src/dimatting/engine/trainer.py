@@ -126,6 +126,15 @@ def seed_worker(worker_id: int, seed: int, num_workers: int, rank: int) -> None:
     seed_everything(seed + worker_id + num_workers * rank)
 
 
+def use_deterministic_algorithms() -> None:
+    """`randomness.deterministic=True`: torch's deterministic kernels (cuDNN's included) wherever they exist.
+    max_unpool2d has none in torch, so strict mode would stop DIM's decoder at its first unpooling; it only
+    warns here. Its non-determinism is the order of writes to one output pixel from several inputs, which
+    2x2 max-pooling's indices (one winner per window) never produce."""
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def flush_denormals(device: torch.device) -> None:
     """On CPU, treat denormal floats as zero. Training from scratch fills activations and gradients with
     denormals, which x86 CPUs process ~100x slower: measured here, 4x128px steps take 5.4 s instead of 1.3 s.
@@ -193,6 +202,21 @@ def build_optimizer(name: str, params, kwargs: dict, device: torch.device | None
         raise ConfigError(f"optim_wrapper.optimizer: {exc}; fix the option names") from None
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """`optimizer.load_state_dict`, with each per-parameter state tensor (Adam's moments) put in its parameter's
+    memory layout. The loaded moments keep the strides they were saved with: channels-last after a GPU `--amp`
+    run, NCHW otherwise. A run resumed with the other layout would then fail in CUDA's fused Adam ("must have
+    same dtype, device, and layout"), or, in the CPU's fused Adam, silently pair each weight with another
+    weight's moments."""
+    optimizer.load_state_dict(state_dict)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
                    resumed: tuple[Path, dict, TrainState] | None, stamp: str) -> Training:
     """The model with its starting weights (resume > load_from > init_from > ImageNet VGG16), Adam over all
@@ -220,7 +244,7 @@ def build_training(run: RunConfig, settings: TrainSettings, info: dist.DistInfo,
         logger.info("--amp on %s: using %s autocast (%s)", "CPU" if device.type == "cpu" else device, dtype,
                     "with loss scaling" if scaler.is_enabled() else "no loss scaling")
     if resumed:
-        optimizer.load_state_dict(resumed[1]["optimizer"])
+        load_optimizer_state(optimizer, resumed[1]["optimizer"])
         if "scaler" in resumed[1] and scaler.is_enabled():
             scaler.load_state_dict(resumed[1]["scaler"])
     step: nn.Module = LossStep(model)
@@ -416,7 +440,7 @@ def train(run: RunConfig, on_estimate: Callable[[EarlyTiming], None] | None = No
     logger.info("Set random seed to %d, deterministic: %s", state.seed, settings.deterministic)
     torch.backends.cudnn.benchmark = settings.cudnn_benchmark and not settings.deterministic
     if settings.deterministic:
-        torch.use_deterministic_algorithms(True)
+        use_deterministic_algorithms()
     seed_everything(state.seed)
     flush_denormals(info.device)
     training = build_training(run, settings, info, resumed, stamp)

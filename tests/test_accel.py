@@ -76,6 +76,18 @@ def test_pending_alpha_on_the_cpu_is_ready():
     assert PendingAlpha(np.zeros(2)).result().shape == (2,)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_pending_alpha_waits_for_its_own_gpus_copy():
+    """The alpha of the last GPU (cuda:1 on a two-GPU machine, while cuda:0 stays current), made on a side
+    stream just before: `result()` must wait for that GPU's copy, not for cuda:0's stream."""
+    device = torch.device("cuda", torch.cuda.device_count() - 1)
+    stream = torch.cuda.Stream(device)
+    with torch.cuda.stream(stream):
+        values = torch.arange(16 << 20, device=device).remainder_(251).to(torch.uint8)
+        pending = PendingAlpha.from_tensor(values)
+    np.testing.assert_array_equal(pending.result(), (np.arange(16 << 20) % 251).astype(np.uint8))
+
+
 def test_available_cuda_memory_counts_the_allocators_idle_cache(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10, 100))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 50)

@@ -115,9 +115,9 @@ class PendingAlpha:
         if tensor.device.type != "cuda":
             return cls(tensor.cpu().numpy())
         host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-        host.copy_(tensor, non_blocking=True)
+        host.copy_(tensor, non_blocking=True)  # queued on the current stream of the tensor's own GPU
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(tensor.device))  # that stream, not cuda:0's (--device cuda:1)
         return cls(host, event)
 
     def result(self) -> np.ndarray:

@@ -375,6 +375,18 @@ def test_conv_backend_choice(golden_ckpts, monkeypatch):
         nnpack.choose("nnpack", cpu, "fp32", layout_requested=False)
 
 
+def test_only_images_predicted_whole_are_staged_in_pinned_memory(golden_ckpts, monkeypatch):
+    """A tiled image is uploaded tile by tile: page-locking all of it (1 GiB at 16384²) would serve nothing."""
+    import dimatting.inference
+
+    matter = load_model(golden_ckpts[1], "cpu", tile_threshold=64 * 64)
+    matter.device = torch.device("cuda")  # the policy alone: no GPU needed (nor for these stand-in copies)
+    monkeypatch.setattr(dimatting.inference, "pinned", lambda array: torch.from_numpy(array.copy()))
+    for width, staged in ((64, True), (65, False)):
+        pair = matter.prepare(np.zeros((64, width, 3), np.uint8), np.full((64, width), 128, np.uint8))
+        assert (pair.staged is not None) == staged
+
+
 def test_auto_tile_threshold_fixed_on_cpu_by_free_memory_on_cuda(golden_ckpts, monkeypatch):
     matter = load_model(golden_ckpts[1], "cpu")
     assert matter.tile_threshold == "auto"

@@ -249,9 +249,11 @@ class Matter:
         normalise, reflect-pad to /32, forward (refined for stage 2/3), crop back."""
         height, width = trimap.shape
         x = self.model.data_preprocessor(image.permute(2, 0, 1)[None], trimap[None, None], bgr=False)
-        # the HxWx3 image arrives with NHWC strides; without this the "NCHW" path would convolve NHWC
+        # The layout is set after padding: the HxWx3 image arrives with NHWC strides (the "NCHW" path would
+        # convolve NHWC), and CUDA's reflection pad returns NCHW whatever its input (the bf16 path wants NHWC).
+        x = reflect_pad_to_multiple(x)
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        return self.network(reflect_pad_to_multiple(x))[0, 0, :height, :width]
+        return self.network(x)[0, 0, :height, :width]
 
     def _alpha_on_device(self, image: torch.Tensor, trimap: torch.Tensor, as_uint8: bool) -> torch.Tensor:
         """`_raw_on_device`, then clamp and the trimap's 0/1 (and x255, round half to even for uint8)."""
@@ -295,7 +297,10 @@ class Matter:
                 f"{source}: size {trimap.shape[1]}x{trimap.shape[0]} does not match the image "
                 f"({image.shape[1]}x{image.shape[0]}, WxH); resize it to match"
             )
-        staged = (pinned(image), pinned(trimap)) if self.device.type == "cuda" else None
+        # page-locked copies for an asynchronous upload, not for an image that will go in tiles (pinning a
+        # 16384² image would lock 1 GiB of host memory that no upload uses)
+        whole = self.device.type == "cuda" and not self.uses_tiles(*trimap.shape)
+        staged = (pinned(image), pinned(trimap)) if whole else None
         return PreparedPair(image, trimap, source, staged)
 
     def submit(

@@ -70,6 +70,21 @@ def _lean_peak(model, size: int, bf16: bool) -> float:
     return live.peak / size**2
 
 
+def test_bf16_forward_traces_as_one_graph():
+    """torch.compile sees the whole bf16 forward (first block in strips, one-byte unpooling) as one graph: no
+    graph break, so "reduce-overhead" makes one CUDA graph of it. Dynamo only (explain), no Inductor."""
+    model = to_bf16(_model(refine=True)).to(memory_format=torch.channels_last)
+    network = LeanForward(model, precise_first_block=True, strip_pixels=32 * 64)  # two strips
+    x = torch.randn(1, 4, 64, 64).contiguous(memory_format=torch.channels_last)
+    torch._dynamo.reset()
+    try:
+        with torch.inference_mode():
+            explained = torch._dynamo.explain(network)(x)
+    finally:
+        torch._dynamo.reset()
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 def test_to_bf16_keeps_the_precise_parts_in_fp32():
     original = _model(refine=True).state_dict()
     model = to_bf16(_model(refine=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,3 +52,41 @@ def test_positions_are_window_relative():
 def test_odd_sizes_are_refused():
     with pytest.raises(ValueError, match="even height and width"):
         max_pool2x2(torch.zeros(1, 1, 5, 4))
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    """No compiled code, guards or recompile counts shared with other tests."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _signed_input(dtype: torch.dtype, layout: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled values of both signs with -0.0, inf and NaN among them, and every window position."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 6, 10, generator=generator).to(dtype)
+    x[0, 0, 0, :4] = torch.tensor([-0.0, float("inf"), float("-inf"), float("nan")], dtype=dtype)
+    which = torch.randint(0, 4, x.shape, generator=generator, dtype=torch.uint8)
+    return x.contiguous(memory_format=layout), which.contiguous(memory_format=layout)
+
+
+@pytest.mark.slow  # an Inductor compilation per case, ~2 s each (~6 s for the first) on 2 CPU cores
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_compiled_unpool_equals_the_eager_one_bit_for_bit(dtype, layout, fresh_dynamo):
+    """Under torch.compile (Inductor, C++ on the CPU) unpooling takes its traceable formulation, in one graph
+    (fullgraph=True fails on any graph break): the same bits and the same memory format as eagerly."""
+    x, which = _signed_input(dtype, layout)
+    eager = max_unpool2x2(x, which)
+    compiled = torch.compile(max_unpool2x2, fullgraph=True, dynamic=False)(x, which)
+    assert compiled.dtype == dtype and compiled.shape == (2, 3, 12, 20)
+    assert compiled.is_contiguous(memory_format=layout) and compiled.stride() == eager.stride()
+    assert torch.equal(_bits(compiled), _bits(eager))
+
+
+def test_unpool_traces_without_graph_breaks(fresh_dynamo):
+    """Dynamo cannot trace `where(out=...)` into a strided view; the traced path must not use it."""
+    x, which = _signed_input(torch.float32, torch.channels_last)
+    explained = torch._dynamo.explain(max_unpool2x2)(x, which)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)

@@ -36,11 +36,29 @@ def max_pool2x2(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def max_unpool2x2(x: Tensor, which: Tensor) -> Tensor:
-    """Inverse of `max_pool2x2`: N×C×h×w values -> N×C×2h×2w, each value at its window position, zeros elsewhere."""
+    """Inverse of `max_pool2x2`: N×C×h×w values -> N×C×2h×2w, each value at its window position, zeros elsewhere.
+
+    The output has x's memory format (channels_last stays channels_last). Two formulations of the same
+    values, bit for bit: eagerly, each phase `out[..., dy::2, dx::2]` is written in place by `where(out=...)`,
+    so nothing but the output and a one-byte mask at the input's size is allocated (the memory model,
+    benchmarks/memory_model.py, counts exactly that); under torch.compile, where Dynamo cannot trace `out=`
+    into a strided view (each unpooling would break the graph, and CUDA graphs with it), `_unpool_traceable`.
+    """
     layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else None
+    if torch.compiler.is_compiling():
+        return _unpool_traceable(x, which, layout or torch.contiguous_format)
     out = torch.empty((*x.shape[:-2], 2 * x.shape[-2], 2 * x.shape[-1]), dtype=x.dtype, device=x.device,
                       memory_format=layout or torch.contiguous_format)
     zero = x.new_zeros(())
     for position, phase in enumerate(_phases(out)):
         torch.where(which == position, x, zero, out=phase)  # every output pixel is written by exactly one phase
     return out
+
+
+def _unpool_traceable(x: Tensor, which: Tensor, layout: torch.memory_format) -> Tensor:
+    """`max_unpool2x2` for torch.compile: one `where` broadcast over the output seen as ...×h×2×w×2, which
+    Inductor fuses into a single kernel that writes only the output. Run eagerly it would materialise an
+    output-sized mask (and, for channels_last, a second copy of the output), hence not used there."""
+    position = torch.arange(4, dtype=torch.uint8, device=x.device).view(2, 1, 2)  # [dy, 0, dx] = 2 dy + dx
+    out = torch.where(which[..., None, :, None] == position, x[..., None, :, None], x.new_zeros(()))
+    return out.reshape(*x.shape[:-2], 2 * x.shape[-2], 2 * x.shape[-1]).contiguous(memory_format=layout)

@@ -6,7 +6,9 @@
 CI has no GPU: this runs where one is lent (benchmarks/gpu_check.sh; results in benchmarks/results.md, "GPU").
 Sections run one after the other (eager predict, folders, compiled predict: the slow compilations last); a
 section or mode that fails prints its error and the rest still runs, and whatever would start after
---budget-s is skipped (listed as such).
+--budget-s is skipped (listed as such); a row still running at --budget-s is stopped there, so the script ends by
+itself. --out is rewritten (atomically) before and after every row and ends in a status line: a run killed at any
+moment leaves the rows it finished and names the row it was running and those it had not reached.
 
 1. predict (in-process, model loaded): numpy RGB image + trimap in, uint8 alpha on the host out. Inputs: the
    golden GT05 sample resized to SxS with the golden stage-3 weights (synthetic image and random weights if
@@ -35,6 +37,7 @@ import argparse
 import contextlib
 import gc
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,8 +74,94 @@ class Budget:
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
 
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
     def allows(self, needed: float = 0.0) -> bool:
-        return time.monotonic() + needed < self.end
+        return self.left() > needed
+
+
+class Stopped(BaseException):
+    """Raised in the main thread at the budget's end or on SIGTERM (not an Exception: a row's `except Exception`
+    must not swallow it)."""
+
+
+class Report:
+    """A run's markdown so far (`lines`, printed as they come), rewritten to `path` atomically (temp file +
+    rename) before and after every row and ending in a status line: a run killed at any moment leaves the rows it
+    finished, the row it was running and the planned rows it had not reached."""
+
+    def __init__(self, path: Path | None, lines: list[str]) -> None:
+        self.path, self.lines, self.pending, self.skipped, self.running = path, [], [], [], None
+        self.start = time.monotonic()
+        self.add(*lines)
+
+    def add(self, *lines: str) -> None:
+        """Lines that are not rows (headings, table headers): written with the next row."""
+        self.lines += lines
+        print("\n".join(lines), flush=True)
+
+    def plan(self, labels: list[str]) -> None:
+        self.pending += labels
+        self.write()
+
+    def begin(self, label: str) -> None:
+        self.running = label
+        self.write()
+
+    def row(self, label: str, line: str, skipped: bool = False) -> None:
+        """Row `label` finished (measured or failed) as `line`, or was `skipped` (the budget)."""
+        self.add(line)
+        if skipped:
+            self.skipped.append(label)
+        if label in self.pending:
+            self.pending.remove(label)
+        self.running = None
+        self.write()
+
+    def status(self, stopped: str | None = None, done: bool = False) -> str:
+        """The closing line: completed, or cut short (`stopped`: why, when the script saw it), with what did not
+        run; a file killed mid-run keeps the line written last, which names the row then running."""
+        elapsed = time.monotonic() - self.start
+        not_run = ", ".join(f"`{label}`" for label in self.pending if label != self.running) or "none"
+        if done:
+            skipped = ", ".join(f"`{label}`" for label in self.skipped)
+            return (f"Completed in {elapsed:.0f} s" + (f"; skipped for the budget: {skipped}" if skipped else "")
+                    + (f"; did not run (a section failed): {not_run}" if self.pending else "") + ".")
+        what = f"{stopped} {elapsed:.0f} s in" if stopped else f"killed or still running; written {elapsed:.0f} s in"
+        running = f", while `{self.running}` ran" if self.running else ""
+        return f"**Cut short** ({what}{running}). Not run: {not_run}."
+
+    def write(self, stopped: str | None = None, done: bool = False) -> None:
+        if self.path is not None:
+            from dimatting.io import write_text
+
+            write_text(self.path, "\n".join([*self.lines, "", self.status(stopped, done)]) + "\n")
+
+
+@contextlib.contextmanager
+def hard_stop(report: Report, seconds: float):
+    """Stop what runs after `seconds` (the budget's end: a row overrunning it) or at SIGTERM (the outer
+    `timeout`) by raising `Stopped` in the main thread; the report then says so and the script exits by itself."""
+
+    def stop(signum, _frame):
+        raise Stopped("stopped at the budget's end" if signum == signal.SIGALRM else "terminated (SIGTERM)")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+        report.write(done=True)
+        print(report.status(done=True), flush=True)
+    except Stopped as exc:
+        report.write(stopped=str(exc))
+        print(report.status(stopped=str(exc)), flush=True)
+        if "SIGTERM" in str(exc):
+            raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def sync(device: str) -> None:
@@ -167,44 +256,52 @@ def d_alpha(alpha: np.ndarray, reference: np.ndarray | None, unknown: np.ndarray
     return f"{d.mean():.2e} / {d.max():.3f}"
 
 
-def predict_section(args, budget: Budget, ckpt: Path, out: list[str], compiled: bool, state: dict) -> None:
+def predict_plan(args, compiled: bool) -> list[tuple[int, str]]:
+    """(size, mode) of the eager section's rows (compiled=False) or of the compiled one's, in run order."""
+    return [(size, mode) for size in args.sizes for mode, options in PREDICT_MODES.items()
+            # CUDA formats and graphs are left out of a CPU smoke run (it only checks this script)
+            if not (args.device == "cpu" and ("tf32" in mode or "cudagraphs" in mode))
+            and compiled == bool(isinstance(options, dict) and options.get("compile"))]
+
+
+def predict_label(size: int, mode: str) -> str:
+    return f"predict {size}² {mode}"
+
+
+def predict_section(args, budget: Budget, ckpt: Path, report: Report, compiled: bool, state: dict) -> None:
     """The eager modes (compiled=False) or the compiled ones, at every size; `state` keeps each size's
     reference alphas and baseline time from the eager pass for the compiled one."""
-    out += ["", "### Predict" + (", torch.compile (first ms: compilation)" if compiled else ""), "",
-            "| size | mode | ms (median) | min / max ms | first ms | vs reference-tf32 | peak GiB | B/px above weights "
-            "| abs d-alpha vs reference-tf32 (mean / max, unknown) | vs reference-fp32 |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    print("\n".join(out[-4:]), flush=True)
-    for size in args.sizes:
-        merged, trimap = inputs(size)
+    report.add("", "### Predict" + (", torch.compile (first ms: compilation)" if compiled else ""), "",
+               "| size | mode | ms (median) | min / max ms | first ms | vs reference-tf32 | peak GiB | "
+               "B/px above weights | abs d-alpha vs reference-tf32 (mean / max, unknown) | vs reference-fp32 |",
+               "|---|---|---|---|---|---|---|---|---|---|")
+    loaded = None
+    for size, mode in predict_plan(args, compiled):
+        label = predict_label(size, mode)
+        if not budget.allows(COMPILE_ALLOWANCE_S if compiled else 10):
+            report.row(label, f"| {size}² | {mode} | skipped: budget | | | | | | | |", skipped=True)
+            continue
+        report.begin(label)
+        if loaded != size:
+            (merged, trimap), loaded = inputs(size), size
         unknown = trimap == 128
         runs = args.runs or (10 if size <= 2048 else 5)
         alphas, base_time = state.setdefault(size, ({}, [None]))
-        for mode, options in PREDICT_MODES.items():
-            if args.device == "cpu" and ("tf32" in mode or "cudagraphs" in mode):
-                continue  # CUDA formats and graphs (the CPU smoke run only checks this script)
-            if compiled != bool(isinstance(options, dict) and options.get("compile")):
-                continue
-            if not budget.allows(COMPILE_ALLOWANCE_S if compiled else 10):
-                out.append(f"| {size}² | {mode} | skipped: budget | | | | | | | |")
-                print(out[-1], flush=True)
-                continue
-            try:
-                fig, alphas[mode] = predict_mode(mode, options, ckpt, merged, trimap, runs, args.device)
-            except Exception as exc:  # one failing mode must not stop the others
-                out.append(f"| {size}² | {mode} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} "
-                           "| | | | | | | |")
-                print(out[-1], flush=True)
-                traceback.print_exc()
-                continue
-            if base_time[0] is None and (mode == "reference-tf32" or args.device == "cpu"):
-                base_time[0] = fig["median"]
-            ratio = f"{base_time[0] / fig['median']:.2f}x" if base_time[0] else "-"
-            out.append(f"| {size}² | {mode} | **{fig['median'] * 1e3:.1f}** | {fig['min'] * 1e3:.1f} / "
-                       f"{fig['max'] * 1e3:.1f} | {fig['first'] * 1e3:.0f} | {ratio} | {fig['peak_gib']:.2f} | "
-                       f"{fig['bytes_per_px']:.0f} | {d_alpha(alphas[mode], alphas.get('reference-tf32'), unknown)} | "
-                       f"{d_alpha(alphas[mode], alphas.get('reference-fp32'), unknown)} |")
-            print(out[-1], flush=True)
+        try:
+            fig, alphas[mode] = predict_mode(mode, PREDICT_MODES[mode], ckpt, merged, trimap, runs, args.device)
+        except Exception as exc:  # one failing mode must not stop the others
+            report.row(label, f"| {size}² | {mode} | failed: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:120] if str(exc) else ''} | | | | | | | |")
+            traceback.print_exc()
+            continue
+        if base_time[0] is None and (mode == "reference-tf32" or args.device == "cpu"):
+            base_time[0] = fig["median"]
+        ratio = f"{base_time[0] / fig['median']:.2f}x" if base_time[0] else "-"
+        report.row(label, f"| {size}² | {mode} | **{fig['median'] * 1e3:.1f}** | {fig['min'] * 1e3:.1f} / "
+                          f"{fig['max'] * 1e3:.1f} | {fig['first'] * 1e3:.0f} | {ratio} | {fig['peak_gib']:.2f} | "
+                          f"{fig['bytes_per_px']:.0f} | "
+                          f"{d_alpha(alphas[mode], alphas.get('reference-tf32'), unknown)} | "
+                          f"{d_alpha(alphas[mode], alphas.get('reference-fp32'), unknown)} |")
 
 
 @contextlib.contextmanager
@@ -261,47 +358,57 @@ def folder_run(src: Path, ckpt: Path, out_dir: Path, device: str, precision: str
     return wall, record
 
 
-def folder_section(args, budget: Budget, ckpt: Path, out: list[str]) -> None:
+def folder_plan(args) -> list[tuple[str, str | None, int | None]]:
+    """(NxS, precision, io-workers) of the folder section's rows, in run order."""
+    precisions = [None, "bf16"] if args.device == "cuda" else [None]  # bf16 is opt-in and rarely fast on CPUs
+    return [(spec, precision, workers) for spec in args.folder for precision in precisions for workers in (0, None)]
+
+
+def folder_label(spec: str, precision: str | None, workers: int | None) -> str:
+    return f"folder {spec} {precision or 'default'} --io-workers {'default' if workers is None else workers}"
+
+
+def folder_section(args, budget: Budget, ckpt: Path, report: Report) -> None:
     import cv2
 
-    out += ["", "### Folders (`dim predict --input-dir`, checkpoint load included)", "",
-            "| images | precision | --io-workers | s | images/s | GPU busy (CUDA events) | nvidia-smi mean util |",
-            "|---|---|---|---|---|---|---|"]
-    print("\n".join(out[-4:]), flush=True)
-    precisions = [None, "bf16"] if args.device == "cuda" else [None]  # bf16 is opt-in and rarely fast on CPUs
+    report.add("", "### Folders (`dim predict --input-dir`, checkpoint load included)", "",
+               "| images | precision | --io-workers | s | images/s | GPU busy (CUDA events) | nvidia-smi mean util |",
+               "|---|---|---|---|---|---|---|")
+    plan = folder_plan(args)
     for spec in args.folder:
         count, size = (int(v) for v in spec.lower().split("x"))
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp)
-            (src / "img").mkdir()
-            (src / "tri").mkdir()
-            merged, trimap = inputs(size)
-            cv2.imwrite(str(src / "img" / "000.png"), merged)
-            cv2.imwrite(str(src / "tri" / "000.png"), trimap)
-            for i in range(1, count):
-                shutil.copy(src / "img" / "000.png", src / "img" / f"{i:03d}.png")
-                shutil.copy(src / "tri" / "000.png", src / "tri" / f"{i:03d}.png")
-            for precision in precisions:
-                for workers in (0, None):
-                    label = (f"| {count} x {size}²{' --cutout' if args.cutout else ''} | {precision or 'default'} | "
-                             f"{'default' if workers is None else 0} |")
-                    if not budget.allows(30):
-                        out.append(f"{label} skipped: budget | | | |")
-                        print(out[-1], flush=True)
-                        continue
-                    try:
-                        wall, record = folder_run(src, ckpt, src / "out", args.device, precision, workers,
-                                                  args.cutout)
-                    except Exception as exc:
-                        out.append(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | |")
-                        print(out[-1], flush=True)
-                        traceback.print_exc()
-                        continue
-                    busy = f"{record['busy_s'] / wall:.0%}" if "busy_s" in record else "-"
-                    smi = f"{statistics.mean(record['smi']):.0f}%" if record["smi"] else "-"
-                    out.append(f"{label} {wall:.2f} | **{count / wall:.1f}** | {busy} | {smi} |")
-                    print(out[-1], flush=True)
-                    shutil.rmtree(src / "out", ignore_errors=True)
+            for this, precision, workers in plan:
+                if this != spec:
+                    continue
+                label = folder_label(spec, precision, workers)
+                cells = (f"| {count} x {size}²{' --cutout' if args.cutout else ''} | {precision or 'default'} | "
+                         f"{'default' if workers is None else 0} |")
+                if not budget.allows(30):
+                    report.row(label, f"{cells} skipped: budget | | | |", skipped=True)
+                    continue
+                report.begin(label)
+                if not (src / "img").is_dir():  # the inputs, made for the first row that runs
+                    (src / "img").mkdir()
+                    (src / "tri").mkdir()
+                    merged, trimap = inputs(size)
+                    cv2.imwrite(str(src / "img" / "000.png"), merged)
+                    cv2.imwrite(str(src / "tri" / "000.png"), trimap)
+                    for i in range(1, count):
+                        shutil.copy(src / "img" / "000.png", src / "img" / f"{i:03d}.png")
+                        shutil.copy(src / "tri" / "000.png", src / "tri" / f"{i:03d}.png")
+                try:
+                    wall, record = folder_run(src, ckpt, src / "out", args.device, precision, workers, args.cutout)
+                except Exception as exc:
+                    report.row(label, f"{cells} failed: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:120] if str(exc) else ''} | | | |")
+                    traceback.print_exc()
+                    continue
+                busy = f"{record['busy_s'] / wall:.0%}" if "busy_s" in record else "-"
+                smi = f"{statistics.mean(record['smi']):.0f}%" if record["smi"] else "-"
+                report.row(label, f"{cells} {wall:.2f} | **{count / wall:.1f}** | {busy} | {smi} |")
+                shutil.rmtree(src / "out", ignore_errors=True)
 
 
 def header(device: str) -> list[str]:
@@ -327,28 +434,27 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke run of this script")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
+    budget = Budget(args.budget_s)  # from the start: the outer time limit counts torch's import too
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible; this benchmark is for a GPU machine (CI has none)")
-    budget = Budget(args.budget_s)
-    out = header(args.device)
-    print(out[0], flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    report = Report(args.out, header(args.device))
+    report.plan([predict_label(size, mode) for size, mode in predict_plan(args, False)]
+                + [folder_label(*row) for row in folder_plan(args)]
+                + [predict_label(size, mode) for size, mode in predict_plan(args, True)])
+    with hard_stop(report, budget.left()), tempfile.TemporaryDirectory() as tmp:
         ckpt = stage3_checkpoint(Path(tmp) / "stage3.pth")
         state: dict = {}
-        sections = [("predict", lambda: predict_section(args, budget, ckpt, out, False, state)),
-                    ("folder", lambda: folder_section(args, budget, ckpt, out)),
-                    ("compiled", lambda: predict_section(args, budget, ckpt, out, True, state))]
+        sections = [("predict", lambda: predict_section(args, budget, ckpt, report, False, state)),
+                    ("folder", lambda: folder_section(args, budget, ckpt, report)),
+                    ("compiled", lambda: predict_section(args, budget, ckpt, report, True, state))]
         for name, run in sections:
             try:
                 run()
             except Exception as exc:  # a broken section must not lose the others
-                out.append(f"\nsection {name} failed: {type(exc).__name__}: {exc}")
-                print(out[-1], flush=True)
+                report.add(f"\nsection {name} failed: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
-            if args.out:
-                args.out.write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,22 @@ per-iteration `time` of the last logged window (vis_data/scalars.json) against t
 Goal: <= 1.15x. Each mode runs with the decode-once cache (the default on a GPU) in a fresh folder, long enough
 that the last window is past the first epoch (a real run's 23 epochs are nearly all like that); the first mode
 runs again with `--decode-cache off`: every epoch then costs what the first one does.
+
+Order (most telling and cheapest first, so a short budget still gives the main answer): the eager steps
+(`reference` and `ours` at each batch size, then the other eager modes), the whole runs, then the compiled steps
+(a compilation costs a minute or more). Every row is a child process whose time limit is what is left of
+--budget-s; a row that cannot start with MIN_START_S left is listed as skipped, so the script ends by itself
+about --budget-s after it started. --out is rewritten (atomically) before and after every row and ends in a
+status line: a run killed at any moment leaves the rows it finished and names those that did not run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,10 +45,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_gpu import Budget, Report, hard_stop  # noqa: E402
 from bench_train import baseline_step, build_model, golden_batch  # noqa: E402
 
 STAGE1 = ROOT / "configs" / "dim" / "dim_stage1-v16_1xb1-1000k_comp1k.py"
 MODES = ("reference", "ours", "ours-amp", "ours-compile", "ours-amp-compile")
+CHILD_LIMIT_S = 900  # one row's own time limit; what is left of the budget caps it
+# seconds of budget a row needs left to start (process start, CUDA and cuDNN set-up, compilation, the iterations)
+MIN_START_S = {"step": 20, "compiled step": 60, "whole run": 30}
+STEP_TABLE = ["| what | mode | ms per iteration | vs reference | first iteration | peak GPU MB |",
+              "|---|---|---|---|---|---|"]
 
 
 def batch_of(size: int, device):
@@ -101,81 +116,126 @@ def step_time(mode: str, batch_size: int, iters: int, device_name: str) -> dict:
     return {"seconds": (time.perf_counter() - tick) / iters, "first": first, "peak_mb": peak}
 
 
-def run_child(args: list[str]) -> dict:
+def run_capped(cmd: list[str], timeout: float) -> subprocess.CompletedProcess | str:
+    """Run `cmd` with its output captured, in a process group of its own: past `timeout` seconds, or if this
+    script is stopped meanwhile (SIGTERM, Ctrl-C), the whole group (data-loader and compile workers included) is
+    killed. -> the finished process, or why it was stopped."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=max(timeout, 0.01))
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        return f"stopped after {timeout:.0f} s (what was left of the budget)"
+    finally:
+        if proc.returncode is None:  # still running (not yet reaped: its pid is still its group's id)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a descendant outside the group holds the pipes
+                proc.communicate(timeout=10)
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
+    return text.splitlines()[-1][:200] if text else f"exit {proc.returncode}"
+
+
+def run_child(args: list[str], timeout: float) -> dict:
     """One measurement in a fresh process (compiled graphs, cuDNN state and memory do not carry over)."""
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, timeout=900)
+    proc = run_capped([sys.executable, __file__, "--child", *args], timeout)
+    if isinstance(proc, str):
+        return {"error": proc}
     if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1][:200] if (proc.stderr or proc.stdout)
-                else f"exit {proc.returncode}"}
+        return {"error": last_line(proc)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def step_rows(args: argparse.Namespace, deadline: float) -> tuple[list[str], dict]:
-    rows, times = [], {}
-    for batch in args.batches:
-        base = None
-        for mode in args.modes:
-            if time.monotonic() > deadline:
-                rows.append(f"| step b{batch} | {mode} | skipped: budget | | | |")
-                continue
-            r = run_child([mode, str(batch), str(args.iters), args.device])
-            times[(mode, batch)] = r.get("seconds")
-            if "error" in r:
-                rows.append(f"| step b{batch} | {mode} | failed: {r['error']} | | | |")
-            else:
-                base = base or r["seconds"]
-                rows.append(f"| step b{batch} | {mode} | **{r['seconds'] * 1e3:.1f}** | {base / r['seconds']:.2f}x | "
-                            f"{r['first']:.1f} s | {r['peak_mb']:.0f} |")
-            print(rows[-1], flush=True)
-    return rows, times
+def step_row(args: argparse.Namespace, mode: str, batch: int, budget: Budget, report: Report, times: dict) -> None:
+    """One step row; `times[(mode, batch)]` gets its seconds per iteration (None if it did not run)."""
+    label = f"step b{batch} {mode}"
+    cells = f"| step b{batch} | {mode} |"
+    need = MIN_START_S["compiled step" if "compile" in mode else "step"]
+    times[(mode, batch)] = None
+    if not budget.allows(need):
+        report.row(label, f"{cells} skipped: budget ({max(budget.left(), 0):.0f} s left, < {need} s) | | | |",
+                   skipped=True)
+        return
+    report.begin(label)
+    r = run_child([mode, str(batch), str(args.iters), args.device], min(CHILD_LIMIT_S, budget.left()))
+    if "error" in r:
+        report.row(label, f"{cells} failed: {r['error']} | | | |")
+        return
+    times[(mode, batch)] = r["seconds"]
+    base = times.get(("reference", batch))
+    ratio = f"{base / r['seconds']:.2f}x" if base else "-"
+    report.row(label, f"{cells} **{r['seconds'] * 1e3:.1f}** | {ratio} | {r['first']:.1f} s | {r['peak_mb']:.0f} |")
 
 
-def e2e_time(mode: str, batch: int, iters: int, data_root: Path, work: Path, cache: str) -> dict:
-    """`tools/train.py` for `iters` iterations; the last logged window's mean time and data_time."""
+def e2e_time(mode: str, batch: int, iters: int, data_root: Path, work: Path, cache: str,
+             timeout: float = CHILD_LIMIT_S) -> dict:
+    """`tools/train.py` for `iters` iterations (stopped after `timeout` s); the last logged window's mean time and
+    data_time."""
     extra = [a for a in ("--amp" if "amp" in mode else "", "--compile" if "compile" in mode else "") if a]
     options = ["model.backbone.encoder.init_cfg=None", f"train_dataloader.batch_size={batch}",
                f"train_dataloader.dataset.data_root={data_root}", f"train_cfg.max_iters={iters}",
                f"train_cfg.val_interval={10 * iters}", "default_hooks.logger.interval=10",
                f"default_hooks.checkpoint.interval={10 * iters}", "randomness.seed=0", "val_evaluator=None"]
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), str(STAGE1), "--work-dir", str(work),
-                           *extra, "--decode-cache", cache, "--cfg-options", *options],
-                          capture_output=True, text=True, timeout=900)
+    proc = run_capped([sys.executable, str(ROOT / "tools" / "train.py"), str(STAGE1), "--work-dir", str(work),
+                       *extra, "--decode-cache", cache, "--cfg-options", *options], timeout)
+    if isinstance(proc, str):
+        return {"error": proc}
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else "failed"}
+        return {"error": last_line(proc)}
     logs = work.glob("*/vis_data/scalars.json")
     records = [json.loads(line) for path in logs for line in path.read_text().splitlines()]
-    last = [r for r in records if "loss" in r][-1]
-    return {"time": last["time"], "data_time": last["data_time"]}
+    last = [r for r in records if "loss" in r]
+    if not last:
+        return {"error": f"no training iteration logged in {work}/*/vis_data/scalars.json"}
+    return {"time": last[-1]["time"], "data_time": last[-1]["data_time"]}
 
 
-def e2e_rows(args: argparse.Namespace, step_times: dict, deadline: float) -> list[str]:
+def e2e_plan(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    """(mode, batch, "cache" or "decoding") of the whole-run rows, in run order: with the decode-once cache at
+    every batch size, then the first mode decoding every epoch."""
+    return ([(mode, batch, "cache") for batch in args.batches for mode in args.e2e_modes]
+            + [(mode, batch, "decoding") for mode in args.e2e_modes[:1] for batch in args.batches])
+
+
+def e2e_label(mode: str, batch: int, how: str) -> str:
+    return f"train.py b{batch} {mode} {how}"
+
+
+def e2e_rows(args: argparse.Namespace, step_times: dict, budget: Budget, report: Report) -> None:
     from dimatting.data.synthetic import make_synthetic
 
-    rows = []
+    report.add("", "### Whole runs (`tools/train.py`, per iteration against the same mode's step alone)", "",
+               "| what | mode | ms per iteration | data_time ms | end to end |", "|---|---|---|---|---|")
+    height, width = args.e2e_size
+    need = MIN_START_S["whole run"]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        height, width = args.e2e_size
-        make_synthetic(data, n_train=args.e2e_images, n_test=0, seed=0, size=(height, width),
-                       nproc=os.cpu_count() or 1)
-        for batch in args.batches:
+        for n, (mode, batch, how) in enumerate(e2e_plan(args)):
+            label = e2e_label(mode, batch, how)
+            cells = f"| tools/train.py b{batch} {height}x{width}, {how} | {mode} |"
+            if not budget.allows(need):
+                report.row(label, f"{cells} skipped: budget ({max(budget.left(), 0):.0f} s left, < {need} s) | | |",
+                           skipped=True)
+                continue
+            report.begin(label)
+            if not data.is_dir():  # the synthetic set, made for the first row that runs
+                make_synthetic(data, n_train=args.e2e_images, n_test=0, seed=0, size=(height, width),
+                               nproc=os.cpu_count() or 1)
             # past the first epoch and one log window into the next
             iters = max(args.iters, 20, -(-args.e2e_images // batch) + 20)
-            runs = [(mode, str(Path(tmp) / f"cache_{mode}_b{batch}")) for mode in args.e2e_modes]
-            runs.append((args.e2e_modes[0], "off"))
-            for mode, cache in runs:
-                what = f"tools/train.py b{batch} {height}x{width}, " + ("decoding" if cache == "off" else "cache")
-                if time.monotonic() > deadline:
-                    rows.append(f"| {what} | {mode} | skipped: budget | | |")
-                    continue
-                r = e2e_time(mode, batch, iters, data, Path(tmp) / f"{mode}_b{batch}_{len(rows)}", cache)
-                step = step_times.get((mode, batch))
-                if "error" in r or not step:
-                    rows.append(f"| {what} | {mode} | failed: {r.get('error')} | | |")
-                else:
-                    rows.append(f"| {what} | {mode} | **{r['time'] * 1e3:.1f}** | {r['data_time'] * 1e3:.1f} | "
-                                f"{r['time'] / step:.2f}x the step alone |")
-                print(rows[-1], flush=True)
-    return rows
+            cache = "off" if how == "decoding" else str(Path(tmp) / f"cache_{mode}_b{batch}")
+            r = e2e_time(mode, batch, iters, data, Path(tmp) / f"{mode}_b{batch}_{n}", cache,
+                         min(CHILD_LIMIT_S, budget.left()))
+            if "error" in r:
+                report.row(label, f"{cells} failed: {r['error']} | | |")
+                continue
+            step = step_times.get((mode, batch))
+            ratio = (f"{r['time'] / step:.2f}x the step alone" if step else
+                     f"- (no ratio: the `{mode}` step at b{batch} did not run or failed)")
+            report.row(label, f"{cells} **{r['time'] * 1e3:.1f}** | {r['data_time'] * 1e3:.1f} | {ratio} |")
 
 
 def main() -> None:
@@ -185,32 +245,47 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--e2e-size", type=int, nargs=2, default=[1080, 1440], metavar=("H", "W"))
     parser.add_argument("--e2e-images", type=int, default=16)
-    parser.add_argument("--e2e-modes", nargs="+", default=["ours", "ours-amp"], choices=MODES[1:])
+    parser.add_argument("--e2e-modes", nargs="*", default=["ours", "ours-amp"], choices=MODES[1:],
+                        help="none: no whole runs")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke run of this script")
-    parser.add_argument("--out", type=Path, help="also write the markdown tables here")
-    parser.add_argument("--budget-s", type=float, default=600, help="skip what would start after this many s")
+    parser.add_argument("--out", type=Path, help="also write the markdown tables here (rewritten after every row)")
+    parser.add_argument("--budget-s", type=float, default=600,
+                        help="rows that cannot start this many s after the start are skipped, a running one stopped")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, batch, iters, device = args.child
         print(json.dumps(step_time(mode, int(batch), int(iters), device)))
         return
+    budget = Budget(args.budget_s)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible; this benchmark is for a GPU machine (CI has none)")
     name = torch.cuda.get_device_name() if args.device == "cuda" else "none (CPU smoke run)"
-    header = [f"Training, {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores; stage 1, 320² crops.", "",
-              "| what | mode | ms per iteration | vs reference | first iteration | peak GPU MB |",
-              "|---|---|---|---|---|---|"]
-    print("\n".join(header), flush=True)
-    deadline = time.monotonic() + args.budget_s
-    rows, times = step_rows(args, deadline)
-    e2e = ["", "| what | mode | ms per iteration | data_time ms | end to end |", "|---|---|---|---|---|"]
-    print("\n".join(e2e), flush=True)
-    e2e += e2e_rows(args, times, deadline)
-    if args.out:
-        args.out.write_text("\n".join(header + rows + e2e) + "\n")
+    # most telling and cheapest first: eager steps (reference and ours, then the rest; the modes the whole runs
+    # compare against included), whole runs, then the compiled steps
+    first = [m for m in ("reference", "ours") if m in args.modes]
+    eager = [m for m in args.modes if m not in first and ("compile" not in m or m in args.e2e_modes)]
+    compiled = [m for m in args.modes if m not in first + eager]
+    steps = [(m, b) for group in (first, eager) for b in args.batches for m in group]
+    later = [(m, b) for b in args.batches for m in compiled]
+    report = Report(args.out, [f"Training, {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores; stage 1, "
+                               f"320² crops; --budget-s {args.budget_s:.0f}."])
+    report.plan([f"step b{b} {m}" for m, b in steps] + [e2e_label(*row) for row in e2e_plan(args)]
+                + [f"step b{b} {m}" for m, b in later])
+    times: dict = {}
+    # a row's child stops at the budget's end by its own time limit; the hard stop is for the script's own work
+    with hard_stop(report, budget.left() + 5):
+        report.add("", "### Steps", "", *STEP_TABLE)
+        for mode, batch in steps:
+            step_row(args, mode, batch, budget, report, times)
+        if args.e2e_modes:
+            e2e_rows(args, times, budget, report)
+        if later:
+            report.add("", "### Steps, torch.compile (first iteration: compilation)", "", *STEP_TABLE)
+            for mode, batch in later:
+                step_row(args, mode, batch, budget, report, times)
 
 
 if __name__ == "__main__":

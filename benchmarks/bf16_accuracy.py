@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args()
     from dimatting.inference import load_model
+    from dimatting.io import write_text
 
     data = load_test_set(args.data, args.max_images)
     cuda = args.device.startswith("cuda")
@@ -79,8 +80,8 @@ def main() -> None:
             lines.append(f"| {mode} | {c['mean']:.2e} ({c['mean'] * 255:.2f}/255) | {c['max']:.3f} | {c['sad']:.4f} | "
                          f"{c['sad_change'] * 100:+.3f}% | {seconds:.1f} |")
         print(lines[-1], flush=True)
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        if args.out:  # after every row: a run stopped during the (slow) compiled mode keeps the others
+            write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class CompiledOrEager:
                 if self.mode in CUDA_GRAPH_MODES:  # the previous call's outputs (already copied out) may be reused
                     torch.compiler.cudagraph_mark_step_begin()
                 return self.compiled(*args)
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError (2.5+) on CUDA
                 raise
             except Exception as exc:  # Dynamo/Inductor raise many backend-specific types
                 first_line = (str(exc).strip().splitlines() or [""])[0][:200]

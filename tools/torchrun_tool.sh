@@ -4,6 +4,10 @@
 # Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1), as the reference's scripts.
 #   tools/torchrun_tool.sh NPROC TOOL [TOOL args...]
 set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 NPROC TOOL [TOOL args...]" >&2
+    exit 2
+fi
 NPROC=$1
 TOOL=$2
 shift 2
@@ -16,4 +20,4 @@ PYTHONPATH="$HERE/..:${PYTHONPATH:-}" \
 exec python -m torch.distributed.run \
     --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$HERE/$TOOL" "$@"
+    "$HERE/$TOOL" "$@" --launcher pytorch

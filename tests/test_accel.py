@@ -76,16 +76,16 @@ def test_pending_alpha_on_the_cpu_is_ready():
     assert PendingAlpha(np.zeros(2)).result().shape == (2,)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_pending_alpha_waits_for_its_own_gpus_copy():
-    """The alpha of the last GPU (cuda:1 on a two-GPU machine, while cuda:0 stays current), made on a side
-    stream just before: `result()` must wait for that GPU's copy, not for cuda:0's stream."""
-    device = torch.device("cuda", torch.cuda.device_count() - 1)
-    stream = torch.cuda.Stream(device)
-    with torch.cuda.stream(stream):
-        values = torch.arange(16 << 20, device=device).remainder_(251).to(torch.uint8)
-        pending = PendingAlpha.from_tensor(values)
-    np.testing.assert_array_equal(pending.result(), (np.arange(16 << 20) % 251).astype(np.uint8))
+    """An alpha on cuda:1 while cuda:0 is current: the pending copy is tracked on cuda:1's stream, so it is not
+    done while cuda:1 is still busy (an event on cuda:0's idle stream would be), and `result()` waits for it."""
+    with torch.cuda.device(1):
+        torch.cuda._sleep(2_000_000_000)  # about a second of GPU time queued before the alpha is made
+        values = torch.arange(1 << 20, device="cuda:1").remainder_(251).to(torch.uint8)
+    pending = PendingAlpha.from_tensor(values)
+    assert not pending._event.query()
+    np.testing.assert_array_equal(pending.result(), (np.arange(1 << 20) % 251).astype(np.uint8))
 
 
 def test_available_cuda_memory_counts_the_allocators_idle_cache(monkeypatch):

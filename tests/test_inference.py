@@ -336,6 +336,23 @@ def test_layout_follows_the_device_and_reaches_the_network(golden_ckpts):
         load_model(golden_ckpts[1], "cpu", precision="tf32")
 
 
+def test_layout_is_set_after_padding(golden_ckpts, monkeypatch):
+    """CUDA's reflection pad returns NCHW whatever its input's layout (the CPU's keeps it): the network must
+    still get channels-last for a size that needs padding."""
+    import dimatting.inference
+    from dimatting.models.dim import reflect_pad_to_multiple
+
+    monkeypatch.setattr(dimatting.inference, "reflect_pad_to_multiple",
+                        lambda x: reflect_pad_to_multiple(x).contiguous())  # as on CUDA
+    matter = load_model(golden_ckpts[1], "cpu", conv_backend="onednn")
+    assert matter.channels_last
+    seen = []
+    hook = matter.model.backbone.encoder.layer1[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    matter.predict_raw(np.zeros((50, 70, 3), np.uint8), np.full((50, 70), 128, np.uint8), tiled=False)
+    hook.remove()
+    assert seen[-1].shape[-2:] == (64, 96) and seen[-1].is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.skipif(not nnpack.available(), reason="this PyTorch/CPU has no NNPACK")
 @pytest.mark.parametrize("name", ["crop157x211", pytest.param("gt05", marks=pytest.mark.slow)])
 def test_nnpack_alphas_close_to_golden(golden_dir, golden_ckpts, name):

@@ -5,7 +5,7 @@
 
 CI has no GPU: this runs where one is lent (benchmarks/gpu_check.sh; results in benchmarks/results.md, "GPU").
 Sections run one after the other (eager predict, folders, compiled predict: the slow compilations last); a
-section or mode that fails prints its error and the rest still runs, and whatever would start after
+section or row that fails prints its error and the rest still runs, and whatever would start after
 --budget-s is skipped (listed as such); a row still running at --budget-s is stopped there, so the script ends by
 itself. --out is rewritten (atomically) before and after every row and ends in a status line: a run killed at any
 moment leaves the rows it finished and names the row it was running and those it had not reached.
@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import gc
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_predict import GOLDEN, reference_alpha  # noqa: E402
+from budget import Budget, Report, describe, hard_stop  # noqa: E402
 
 PREDICT_MODES = {  # mode -> load_model options (None: the reference path; the bool is its TF32 switch)
     "reference-tf32": True,
@@ -65,103 +65,7 @@ PREDICT_MODES = {  # mode -> load_model options (None: the reference path; the b
     "ours-bf16-cudagraphs": {"precision": "bf16", "compile": "reduce-overhead"},
 }
 # seconds a compiled mode is assumed to need at one size, so that it is not started too close to the budget
-COMPILE_ALLOWANCE_S = 90
-
-
-class Budget:
-    """Wall-clock budget of the whole run: a step starts only if `needed` seconds are left."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def allows(self, needed: float = 0.0) -> bool:
-        return self.left() > needed
-
-
-class Stopped(BaseException):
-    """Raised in the main thread at the budget's end or on SIGTERM (not an Exception: a row's `except Exception`
-    must not swallow it)."""
-
-
-class Report:
-    """A run's markdown so far (`lines`, printed as they come), rewritten to `path` atomically (temp file +
-    rename) before and after every row and ending in a status line: a run killed at any moment leaves the rows it
-    finished, the row it was running and the planned rows it had not reached."""
-
-    def __init__(self, path: Path | None, lines: list[str]) -> None:
-        self.path, self.lines, self.pending, self.skipped, self.running = path, [], [], [], None
-        self.start = time.monotonic()
-        self.add(*lines)
-
-    def add(self, *lines: str) -> None:
-        """Lines that are not rows (headings, table headers): written with the next row."""
-        self.lines += lines
-        print("\n".join(lines), flush=True)
-
-    def plan(self, labels: list[str]) -> None:
-        self.pending += labels
-        self.write()
-
-    def begin(self, label: str) -> None:
-        self.running = label
-        self.write()
-
-    def row(self, label: str, line: str, skipped: bool = False) -> None:
-        """Row `label` finished (measured or failed) as `line`, or was `skipped` (the budget)."""
-        self.add(line)
-        if skipped:
-            self.skipped.append(label)
-        if label in self.pending:
-            self.pending.remove(label)
-        self.running = None
-        self.write()
-
-    def status(self, stopped: str | None = None, done: bool = False) -> str:
-        """The closing line: completed, or cut short (`stopped`: why, when the script saw it), with what did not
-        run; a file killed mid-run keeps the line written last, which names the row then running."""
-        elapsed = time.monotonic() - self.start
-        not_run = ", ".join(f"`{label}`" for label in self.pending if label != self.running) or "none"
-        if done:
-            skipped = ", ".join(f"`{label}`" for label in self.skipped)
-            return (f"Completed in {elapsed:.0f} s" + (f"; skipped for the budget: {skipped}" if skipped else "")
-                    + (f"; did not run (a section failed): {not_run}" if self.pending else "") + ".")
-        what = f"{stopped} {elapsed:.0f} s in" if stopped else f"killed or still running; written {elapsed:.0f} s in"
-        running = f", while `{self.running}` ran" if self.running else ""
-        return f"**Cut short** ({what}{running}). Not run: {not_run}."
-
-    def write(self, stopped: str | None = None, done: bool = False) -> None:
-        if self.path is not None:
-            from dimatting.io import write_text
-
-            write_text(self.path, "\n".join([*self.lines, "", self.status(stopped, done)]) + "\n")
-
-
-@contextlib.contextmanager
-def hard_stop(report: Report, seconds: float):
-    """Stop what runs after `seconds` (the budget's end: a row overrunning it) or at SIGTERM (the outer
-    `timeout`) by raising `Stopped` in the main thread; the report then says so and the script exits by itself."""
-
-    def stop(signum, _frame):
-        raise Stopped("stopped at the budget's end" if signum == signal.SIGALRM else "terminated (SIGTERM)")
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
-    try:
-        yield
-        report.write(done=True)
-        print(report.status(done=True), flush=True)
-    except Stopped as exc:
-        report.write(stopped=str(exc))
-        print(report.status(stopped=str(exc)), flush=True)
-        if "SIGTERM" in str(exc):
-            raise SystemExit(128 + signal.SIGTERM) from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+COMPILE_ALLOWANCE_S = 60
 
 
 def sync(device: str) -> None:
@@ -258,9 +162,9 @@ def d_alpha(alpha: np.ndarray, reference: np.ndarray | None, unknown: np.ndarray
 
 def predict_plan(args, compiled: bool) -> list[tuple[int, str]]:
     """(size, mode) of the eager section's rows (compiled=False) or of the compiled one's, in run order."""
-    return [(size, mode) for size in args.sizes for mode, options in PREDICT_MODES.items()
+    return [(size, mode) for size in args.sizes for mode, options in PREDICT_MODES.items() if mode in args.modes
             # CUDA formats and graphs are left out of a CPU smoke run (it only checks this script)
-            if not (args.device == "cpu" and ("tf32" in mode or "cudagraphs" in mode))
+            and not (args.device == "cpu" and ("tf32" in mode or "cudagraphs" in mode))
             and compiled == bool(isinstance(options, dict) and options.get("compile"))]
 
 
@@ -275,33 +179,32 @@ def predict_section(args, budget: Budget, ckpt: Path, report: Report, compiled: 
                "| size | mode | ms (median) | min / max ms | first ms | vs reference-tf32 | peak GiB | "
                "B/px above weights | abs d-alpha vs reference-tf32 (mean / max, unknown) | vs reference-fp32 |",
                "|---|---|---|---|---|---|---|---|---|---|")
-    loaded = None
+    loaded: tuple[int, np.ndarray, np.ndarray] | None = None
     for size, mode in predict_plan(args, compiled):
         label = predict_label(size, mode)
         if not budget.allows(COMPILE_ALLOWANCE_S if compiled else 10):
             report.row(label, f"| {size}² | {mode} | skipped: budget | | | | | | | |", skipped=True)
             continue
         report.begin(label)
-        if loaded != size:
-            (merged, trimap), loaded = inputs(size), size
-        unknown = trimap == 128
-        runs = args.runs or (10 if size <= 2048 else 5)
-        alphas, base_time = state.setdefault(size, ({}, [None]))
-        try:
+        try:  # one failing mode (its inputs included) must not stop the others
+            if loaded is None or loaded[0] != size:
+                loaded = (size, *inputs(size))
+            _, merged, trimap = loaded
+            unknown = trimap == 128
+            runs = args.runs or (10 if size <= 2048 else 5)
+            alphas, base_time = state.setdefault(size, ({}, [None]))
             fig, alphas[mode] = predict_mode(mode, PREDICT_MODES[mode], ckpt, merged, trimap, runs, args.device)
-        except Exception as exc:  # one failing mode must not stop the others
-            report.row(label, f"| {size}² | {mode} | failed: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:120] if str(exc) else ''} | | | | | | | |")
+            if base_time[0] is None and (mode == "reference-tf32" or args.device == "cpu"):
+                base_time[0] = fig["median"]
+            ratio = f"{base_time[0] / fig['median']:.2f}x" if base_time[0] else "-"
+            line = (f"| {size}² | {mode} | **{fig['median'] * 1e3:.1f}** | {fig['min'] * 1e3:.1f} / "
+                    f"{fig['max'] * 1e3:.1f} | {fig['first'] * 1e3:.0f} | {ratio} | {fig['peak_gib']:.2f} | "
+                    f"{fig['bytes_per_px']:.0f} | {d_alpha(alphas[mode], alphas.get('reference-tf32'), unknown)} | "
+                    f"{d_alpha(alphas[mode], alphas.get('reference-fp32'), unknown)} |")
+        except Exception as exc:
             traceback.print_exc()
-            continue
-        if base_time[0] is None and (mode == "reference-tf32" or args.device == "cpu"):
-            base_time[0] = fig["median"]
-        ratio = f"{base_time[0] / fig['median']:.2f}x" if base_time[0] else "-"
-        report.row(label, f"| {size}² | {mode} | **{fig['median'] * 1e3:.1f}** | {fig['min'] * 1e3:.1f} / "
-                          f"{fig['max'] * 1e3:.1f} | {fig['first'] * 1e3:.0f} | {ratio} | {fig['peak_gib']:.2f} | "
-                          f"{fig['bytes_per_px']:.0f} | "
-                          f"{d_alpha(alphas[mode], alphas.get('reference-tf32'), unknown)} | "
-                          f"{d_alpha(alphas[mode], alphas.get('reference-fp32'), unknown)} |")
+            line = f"| {size}² | {mode} | failed: {describe(exc)} | | | | | | | |"
+        report.row(label, line)
 
 
 @contextlib.contextmanager
@@ -374,23 +277,25 @@ def folder_section(args, budget: Budget, ckpt: Path, report: Report) -> None:
     report.add("", "### Folders (`dim predict --input-dir`, checkpoint load included)", "",
                "| images | precision | --io-workers | s | images/s | GPU busy (CUDA events) | nvidia-smi mean util |",
                "|---|---|---|---|---|---|---|")
-    plan = folder_plan(args)
-    for spec in args.folder:
-        count, size = (int(v) for v in spec.lower().split("x"))
-        with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp)
-            for this, precision, workers in plan:
-                if this != spec:
-                    continue
-                label = folder_label(spec, precision, workers)
-                cells = (f"| {count} x {size}²{' --cutout' if args.cutout else ''} | {precision or 'default'} | "
-                         f"{'default' if workers is None else 0} |")
-                if not budget.allows(30):
-                    report.row(label, f"{cells} skipped: budget | | | |", skipped=True)
-                    continue
-                report.begin(label)
-                if not (src / "img").is_dir():  # the inputs, made for the first row that runs
-                    (src / "img").mkdir()
+    ready: set[str] = set()  # the specs whose input folders are made
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec, precision, workers in folder_plan(args):
+            label = folder_label(spec, precision, workers)
+            src = Path(tmp) / spec
+            for other in ready - {spec}:  # the previous spec's rows are done (the plan is grouped by spec)
+                shutil.rmtree(Path(tmp) / other, ignore_errors=True)
+                ready.discard(other)
+            cells = (f"| {spec.lower().replace('x', ' x ', 1)}²{' --cutout' if args.cutout else ''} | "
+                     f"{precision or 'default'} | {'default' if workers is None else 0} |")
+            if not budget.allows(30):
+                report.row(label, f"{cells} skipped: budget | | | |", skipped=True)
+                continue
+            report.begin(label)
+            try:  # one failing row (its inputs included) must not stop the others
+                count, size = (int(v) for v in spec.lower().split("x"))
+                if spec not in ready:  # the inputs, made for the first row of this spec that runs
+                    shutil.rmtree(src, ignore_errors=True)  # what a failed attempt left
+                    (src / "img").mkdir(parents=True)
                     (src / "tri").mkdir()
                     merged, trimap = inputs(size)
                     cv2.imwrite(str(src / "img" / "000.png"), merged)
@@ -398,17 +303,16 @@ def folder_section(args, budget: Budget, ckpt: Path, report: Report) -> None:
                     for i in range(1, count):
                         shutil.copy(src / "img" / "000.png", src / "img" / f"{i:03d}.png")
                         shutil.copy(src / "tri" / "000.png", src / "tri" / f"{i:03d}.png")
-                try:
-                    wall, record = folder_run(src, ckpt, src / "out", args.device, precision, workers, args.cutout)
-                except Exception as exc:
-                    report.row(label, f"{cells} failed: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0][:120] if str(exc) else ''} | | | |")
-                    traceback.print_exc()
-                    continue
+                    ready.add(spec)
+                shutil.rmtree(src / "out", ignore_errors=True)
+                wall, record = folder_run(src, ckpt, src / "out", args.device, precision, workers, args.cutout)
                 busy = f"{record['busy_s'] / wall:.0%}" if "busy_s" in record else "-"
                 smi = f"{statistics.mean(record['smi']):.0f}%" if record["smi"] else "-"
-                report.row(label, f"{cells} {wall:.2f} | **{count / wall:.1f}** | {busy} | {smi} |")
-                shutil.rmtree(src / "out", ignore_errors=True)
+                line = f"{cells} {wall:.2f} | **{count / wall:.1f}** | {busy} | {smi} |"
+            except Exception as exc:
+                traceback.print_exc()
+                line = f"{cells} failed: {describe(exc)} | | | |"
+            report.row(label, line)
 
 
 def header(device: str) -> list[str]:
@@ -427,6 +331,8 @@ def header(device: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 4096])
+    parser.add_argument("--modes", nargs="+", default=list(PREDICT_MODES), choices=PREDICT_MODES, metavar="MODE",
+                        help=f"predict modes to run (default: all of {', '.join(PREDICT_MODES)})")
     parser.add_argument("--runs", type=int, default=0, help="timed runs per mode (default: 10, 5 above 2048²)")
     parser.add_argument("--folder", nargs="*", default=["100x1024", "20x4096"], metavar="NxS")
     parser.add_argument("--cutout", action="store_true", help="folders: also write cutouts (CPU work per image)")
@@ -453,8 +359,8 @@ def main() -> None:
             try:
                 run()
             except Exception as exc:  # a broken section must not lose the others
-                report.add(f"\nsection {name} failed: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
+                report.section_failed(name, exc)
 
 
 if __name__ == "__main__":

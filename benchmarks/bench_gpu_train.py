@@ -34,19 +34,21 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_gpu import Budget, Report, hard_stop  # noqa: E402
 from bench_train import baseline_step, build_model, golden_batch  # noqa: E402
+from budget import Budget, Report, describe, hard_stop  # noqa: E402
 
 STAGE1 = ROOT / "configs" / "dim" / "dim_stage1-v16_1xb1-1000k_comp1k.py"
 MODES = ("reference", "ours", "ours-amp", "ours-compile", "ours-amp-compile")
@@ -149,9 +151,13 @@ def run_child(args: list[str], timeout: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def step_label(mode: str, batch: int) -> str:
+    return f"step b{batch} {mode}"
+
+
 def step_row(args: argparse.Namespace, mode: str, batch: int, budget: Budget, report: Report, times: dict) -> None:
-    """One step row; `times[(mode, batch)]` gets its seconds per iteration (None if it did not run)."""
-    label = f"step b{batch} {mode}"
+    """One step row; `times[(mode, batch)]` gets its seconds per iteration (None if it did not run or failed)."""
+    label = step_label(mode, batch)
     cells = f"| step b{batch} | {mode} |"
     need = MIN_START_S["compiled step" if "compile" in mode else "step"]
     times[(mode, batch)] = None
@@ -160,14 +166,20 @@ def step_row(args: argparse.Namespace, mode: str, batch: int, budget: Budget, re
                    skipped=True)
         return
     report.begin(label)
-    r = run_child([mode, str(batch), str(args.iters), args.device], min(CHILD_LIMIT_S, budget.left()))
-    if "error" in r:
-        report.row(label, f"{cells} failed: {r['error']} | | | |")
-        return
-    times[(mode, batch)] = r["seconds"]
-    base = times.get(("reference", batch))
-    ratio = f"{base / r['seconds']:.2f}x" if base else "-"
-    report.row(label, f"{cells} **{r['seconds'] * 1e3:.1f}** | {ratio} | {r['first']:.1f} s | {r['peak_mb']:.0f} |")
+    try:  # one failing row (an unreadable child result included) must not stop the others
+        r = run_child([mode, str(batch), str(args.iters), args.device], min(CHILD_LIMIT_S, budget.left()))
+        if "error" in r:
+            line = f"{cells} failed: {r['error']} | | | |"
+        else:
+            seconds, first, peak_mb = r["seconds"], r["first"], r["peak_mb"]
+            times[(mode, batch)] = seconds
+            base = times.get(("reference", batch))
+            ratio = f"{base / seconds:.2f}x" if base else "-"
+            line = f"{cells} **{seconds * 1e3:.1f}** | {ratio} | {first:.1f} s | {peak_mb:.0f} |"
+    except Exception as exc:
+        traceback.print_exc()
+        line = f"{cells} failed: {describe(exc)} | | | |"
+    report.row(label, line)
 
 
 def e2e_time(mode: str, batch: int, iters: int, data_root: Path, work: Path, cache: str,
@@ -211,6 +223,7 @@ def e2e_rows(args: argparse.Namespace, step_times: dict, budget: Budget, report:
                "| what | mode | ms per iteration | data_time ms | end to end |", "|---|---|---|---|---|")
     height, width = args.e2e_size
     need = MIN_START_S["whole run"]
+    made = False  # the synthetic set, made for the first row that runs
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         for n, (mode, batch, how) in enumerate(e2e_plan(args)):
@@ -221,21 +234,28 @@ def e2e_rows(args: argparse.Namespace, step_times: dict, budget: Budget, report:
                            skipped=True)
                 continue
             report.begin(label)
-            if not data.is_dir():  # the synthetic set, made for the first row that runs
-                make_synthetic(data, n_train=args.e2e_images, n_test=0, seed=0, size=(height, width),
-                               nproc=os.cpu_count() or 1)
-            # past the first epoch and one log window into the next
-            iters = max(args.iters, 20, -(-args.e2e_images // batch) + 20)
-            cache = "off" if how == "decoding" else str(Path(tmp) / f"cache_{mode}_b{batch}")
-            r = e2e_time(mode, batch, iters, data, Path(tmp) / f"{mode}_b{batch}_{n}", cache,
-                         min(CHILD_LIMIT_S, budget.left()))
-            if "error" in r:
-                report.row(label, f"{cells} failed: {r['error']} | | |")
-                continue
-            step = step_times.get((mode, batch))
-            ratio = (f"{r['time'] / step:.2f}x the step alone" if step else
-                     f"- (no ratio: the `{mode}` step at b{batch} did not run or failed)")
-            report.row(label, f"{cells} **{r['time'] * 1e3:.1f}** | {r['data_time'] * 1e3:.1f} | {ratio} |")
+            try:  # one failing row (the synthetic set's making included) must not stop the others
+                if not made:
+                    shutil.rmtree(data, ignore_errors=True)  # what a failed attempt left
+                    make_synthetic(data, n_train=args.e2e_images, n_test=0, seed=0, size=(height, width),
+                                   nproc=os.cpu_count() or 1)
+                    made = True
+                # past the first epoch and one log window into the next
+                iters = max(args.iters, 20, -(-args.e2e_images // batch) + 20)
+                cache = "off" if how == "decoding" else str(Path(tmp) / f"cache_{mode}_b{batch}")
+                r = e2e_time(mode, batch, iters, data, Path(tmp) / f"{mode}_b{batch}_{n}", cache,
+                             min(CHILD_LIMIT_S, budget.left()))
+                if "error" in r:
+                    line = f"{cells} failed: {r['error']} | | |"
+                else:
+                    step = step_times.get((mode, batch))
+                    ratio = (f"{r['time'] / step:.2f}x the step alone" if step else
+                             f"- (no ratio: the `{mode}` step at b{batch} did not run or failed)")
+                    line = f"{cells} **{r['time'] * 1e3:.1f}** | {r['data_time'] * 1e3:.1f} | {ratio} |"
+            except Exception as exc:
+                traceback.print_exc()
+                line = f"{cells} failed: {describe(exc)} | | |"
+            report.row(label, line)
 
 
 def main() -> None:
@@ -272,8 +292,8 @@ def main() -> None:
     later = [(m, b) for b in args.batches for m in compiled]
     report = Report(args.out, [f"Training, {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores; stage 1, "
                                f"320² crops; --budget-s {args.budget_s:.0f}."])
-    report.plan([f"step b{b} {m}" for m, b in steps] + [e2e_label(*row) for row in e2e_plan(args)]
-                + [f"step b{b} {m}" for m, b in later])
+    report.plan([step_label(m, b) for m, b in steps] + [e2e_label(*row) for row in e2e_plan(args)]
+                + [step_label(m, b) for m, b in later])
     times: dict = {}
     # a row's child stops at the budget's end by its own time limit; the hard stop is for the script's own work
     with hard_stop(report, budget.left() + 5):

@@ -1,34 +1,32 @@
 #!/usr/bin/env bash
-# The GPU checks CI cannot run (it has no GPU), unattended on a lent CUDA machine:
-#   bash benchmarks/gpu_check.sh OUT_DIR [SECONDS] [all|predict|train]     (defaults: 560, all)
+# The GPU checks CI cannot run (it has no GPU), unattended on a lent CUDA machine, in one call:
+#   bash benchmarks/gpu_check.sh OUT_DIR [SECONDS]     (default 575: a call may run 600 s)
 # A lent GPU comes with 15 minutes of device time in all, machine start included, and goes back 30 s after a
-# call ends: `all` runs both sections in one call (predict gets 52% of SECONDS, train the rest).
+# call ends, so everything runs in one call, most telling first; each step has a time limit and steps that
+# would start after the deadline are skipped.
 # Before the call, on the developer's machine (../shared does not travel with the checkout):
 #   echo /.gpu_shared/ >> .git/info/exclude; mkdir -p .gpu_shared/reference
 #   cp -r ../shared/reference/golden .gpu_shared/reference/; cp -r ../shared/data .gpu_shared/
 # and name `.gpu_shared` in the call's carry: this script links ../shared to it when ../shared is missing.
-# predict:
 #   1. unit: the CUDA-aware tests (CUDA golden parity in fp32, device postprocessing bit for bit, the
 #      measured bytes per pixel of each precision against CUDA_BYTES_PER_PIXEL, pooling, lean forward);
-#   2. bench: benchmarks/bench_gpu.py: predict 1024²/4096² vs the reference path at TF32 (medians, first-call
-#      and compile cost, peak memory, |Δα|), then folders of 100 x 1024² and 20 x 4096² (images/s, GPU busy);
-#   3. accuracy: the quickstart trained on the GPU, then benchmarks/bf16_accuracy.py on its best checkpoint:
-#      bf16 and tf32 vs IEEE fp32, mean |Δα| and SAD change (the compiled bf16 path is bench's);
-#   4. cold CLI: `dim predict` on one 4096² image, process start to file, default (tf32) and --precision bf16.
-# train:
-#   5. --amp training and --resume of it without --amp (bf16: no GradScaler on Ampere+; the resumed run gets
-#      channels-last Adam moments in NCHW parameters), nccl on one process;
-#   6. benchmarks/bench_gpu_train.py: the stage-1 step at batch 1 and 16 against the reference's train_step at
-#      TF32 (ours, --amp, --compile), then tools/train.py on 1080x1440 synthetic images with the config's 4 data
-#      workers, per iteration against the step alone.
-# Every step has a time limit and each section a deadline: steps that would start after it are skipped.
+#   2. predict: benchmarks/bench_gpu.py at 1024² and 4096² against the reference path at TF32: the default
+#      (TF32), bf16 eager and compiled (medians, first-call and compile cost, peak memory, |Δα|);
+#   3. train_bench: benchmarks/bench_gpu_train.py: the stage-1 step at batch 1 and 16 against the reference's
+#      train_step at TF32 (ours, --amp; --compile if time is left), then tools/train.py on 1080x1440
+#      synthetic images with the config's 4 data workers, per iteration against the step alone;
+#   4. amp, resume_without_amp, ddp_nccl: --amp training, its --resume without --amp (bf16: no GradScaler on
+#      Ampere+; the resumed run gets channels-last Adam moments in NCHW parameters), nccl on one process;
+#   5. quickstart, accuracy: the quickstart trained on the GPU, then benchmarks/bf16_accuracy.py on its best
+#      checkpoint: bf16 and tf32 vs IEEE fp32, mean |Δα| and SAD change;
+#   6. folders: bench_gpu.py's folders of 100 x 1024² and 20 x 4096² (images/s, GPU busy share);
+#   7. cli_4k: `dim predict` on one 4096² image, process start to file written, default precision.
 # Runs from the checkout without installing it (PYTHONPATH=src; the C metric kernels are built in place).
 # OUT_DIR gets the benchmark tables, summary.log and logs.tgz (every step's whole log): at most 8 files, as
 # the device tool brings back. Work folders are fresh each call; the exit status is 1 if any step failed.
 set -uo pipefail
-OUT_DIR=${1:?usage: $0 OUT_DIR [SECONDS] [all|predict|train]}
-BUDGET=${2:-560}
-SECTION=${3:-all}
+OUT_DIR=${1:?usage: $0 OUT_DIR [SECONDS]}
+BUDGET=${2:-575}
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 WORK=$(mktemp -d /tmp/gpu_check.XXXX)  # nothing of an earlier call on a warm machine is picked up
@@ -43,16 +41,16 @@ fi
 FAILED=()
 BUDGET_MARGIN_S=10  # a benchmark's own --budget-s ends this long before its step's time limit
 
-capped() {  # capped LIMIT: LIMIT, or the seconds left before the section's deadline if fewer
+capped() {  # capped LIMIT: LIMIT, or the seconds left before the deadline if fewer
     local left=$((DEADLINE - SECONDS))
     echo $((left < $1 ? left : $1))
 }
 
 step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to LOG_DIR/NAME.log, report rc and time
-    local name=$1 limit
-    limit=$(capped "$2")
+    local name=$1 want=$2 limit
+    limit=$(capped "$want")
     shift 2
-    if [ "$limit" -lt 20 ]; then
+    if [ "$limit" -lt $((want < 20 ? want : 20)) ]; then
         echo "== $name: skipped (deadline)"
         return
     fi
@@ -86,23 +84,34 @@ use synthetic stand-ins"
     python -c "import cv2, numpy, tqdm, dimatting, dimatting._metrics_c; print('imports ok', dimatting.__file__)"
 }
 
-predict() {
-    step unit 40 python -m pytest -q -p no:cacheprovider tests/test_pooling.py tests/test_lean_forward.py \
+checks() {
+    step unit 35 python -m pytest -q -p no:cacheprovider tests/test_pooling.py tests/test_lean_forward.py \
         tests/test_accel.py tests/test_inference.py -k "cuda or lean or pool or postprocessing or accel" -rs
-    TAIL_LINES=40 bench_step bench 125 python benchmarks/bench_gpu.py --sizes 1024 4096 \
-        --folder 100x1024 20x4096 --out "$OUT_DIR/bench_gpu.md"
+    TAIL_LINES=20 bench_step predict 175 python benchmarks/bench_gpu.py --sizes 1024 4096 --folder \
+        --modes reference-tf32 ours ours-bf16 ours-bf16-compiled --out "$OUT_DIR/bench_gpu.md"
+    TAIL_LINES=30 bench_step train_bench 165 python benchmarks/bench_gpu_train.py --iters 30 \
+        --out "$OUT_DIR/bench_gpu_train.md"
+    local options=(quickstart.test=False train_cfg.val_interval=1000 default_hooks.checkpoint.interval=30)
+    step amp 30 python tools/train.py configs/dim/dim_quickstart.py --amp --work-dir "$WORK/amp" \
+        --cfg-options train_cfg.max_iters=60 "${options[@]}"
+    step resume_without_amp 20 python tools/train.py configs/dim/dim_quickstart.py --work-dir "$WORK/amp" \
+        --resume --cfg-options train_cfg.max_iters=90 "${options[@]}"
+    step ddp_nccl 25 ./tools/dist_train.sh configs/dim/dim_quickstart.py 1 --work-dir "$WORK/ddp" \
+        --cfg-options train_cfg.max_iters=30 "${options[@]}"
     local quickstart=$WORK/quickstart best
     mkdir -p "$quickstart"
-    step quickstart 30 bash -c 'cd "$1" && python "$2/tools/train.py" "$2/configs/dim/dim_quickstart.py" --work-dir wd' \
+    step quickstart 25 bash -c 'cd "$1" && python "$2/tools/train.py" "$2/configs/dim/dim_quickstart.py" --work-dir wd' \
         quickstart "$quickstart" "$REPO"
     best=$(ls "$quickstart"/wd/best_SAD_iter_*.pth 2>/dev/null | tail -n 1)
     if [ -n "$best" ]; then
-        TAIL_LINES=12 bench_step accuracy 30 python benchmarks/bf16_accuracy.py --checkpoint "$best" \
+        TAIL_LINES=12 bench_step accuracy 25 python benchmarks/bf16_accuracy.py --checkpoint "$best" \
             --data "$quickstart/data/synthetic" --device cuda --out "$OUT_DIR/accuracy.md"
     else
         echo "== accuracy: skipped (the quickstart left no best checkpoint)"
     fi
-    step cli_inputs 12 python - "$WORK" <<'PY'
+    TAIL_LINES=12 bench_step folders 30 python benchmarks/bench_gpu.py --sizes --folder 100x1024 20x4096 \
+        --out "$OUT_DIR/bench_gpu_folders.md"
+    step cli_inputs 10 python - "$WORK" <<'PY'
 import sys
 from pathlib import Path
 
@@ -117,41 +126,16 @@ cv2.imwrite(str(work / "merged_4096.png"), merged)
 cv2.imwrite(str(work / "trimap_4096.png"), trimap)
 stage3_checkpoint(work / "stage3.pth")
 PY
-    local precision
-    for precision in tf32 bf16; do
-        step "cli_4k_$precision" 15 bash -c 'TIMEFORMAT="process start to file written: %R s"; time python -m \
-dimatting.cli predict --image "$1/merged_4096.png" --trimap "$1/trimap_4096.png" --checkpoint "$1/stage3.pth" \
--o "$1/alpha_$2.png" --device cuda --precision "$2"' cli "$WORK" "$precision"
-    done
-}
-
-train() {
-    local options=(quickstart.test=False train_cfg.val_interval=1000 default_hooks.checkpoint.interval=30)
-    step amp 35 python tools/train.py configs/dim/dim_quickstart.py --amp --work-dir "$WORK/amp" \
-        --cfg-options train_cfg.max_iters=60 "${options[@]}"
-    step resume_without_amp 25 python tools/train.py configs/dim/dim_quickstart.py --work-dir "$WORK/amp" \
-        --resume --cfg-options train_cfg.max_iters=90 "${options[@]}"
-    step ddp_nccl 30 ./tools/dist_train.sh configs/dim/dim_quickstart.py 1 --work-dir "$WORK/ddp" \
-        --cfg-options train_cfg.max_iters=30 "${options[@]}"
-    TAIL_LINES=30 bench_step train_bench $((DEADLINE - SECONDS)) python benchmarks/bench_gpu_train.py --iters 30 \
-        --out "$OUT_DIR/bench_gpu_train.md"
+    step cli_4k 15 bash -c 'TIMEFORMAT="process start to file written: %R s"; time python -m dimatting.cli \
+predict --image "$1/merged_4096.png" --trimap "$1/trimap_4096.png" --checkpoint "$1/stage3.pth" \
+-o "$1/alpha.png" --device cuda' cli "$WORK"
 }
 
 main() {
     local start=$SECONDS
     DEADLINE=$((start + BUDGET))
     setup
-    case "$SECTION" in
-        all)
-            DEADLINE=$((start + BUDGET * 52 / 100))
-            predict
-            DEADLINE=$((start + BUDGET))
-            train
-            ;;
-        predict) predict ;;
-        train) train ;;
-        *) echo "unknown section $SECTION: use all, predict or train" >&2; return 2 ;;
-    esac
+    checks
     echo "gpu_check: done in $((SECONDS - start)) s; failed steps: ${FAILED[*]:-none}"
     [ "${#FAILED[@]}" -eq 0 ]
 }

@@ -3,9 +3,11 @@ that would only fail there is found here first."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +15,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def bench_gpu_train(monkeypatch: pytest.MonkeyPatch):
+@contextlib.contextmanager
+def benchmark_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """benchmarks/ importable for the block; the benchmark modules it imported are dropped again afterwards (not
+    the library's: a second copy of a torch module breaks it), so each test imports them afresh."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     before = set(sys.modules)
-    import bench_gpu_train
+    yield
+    for name in set(sys.modules) - before:
+        if Path(getattr(sys.modules[name], "__file__", None) or "/").parent == ROOT / "benchmarks":
+            del sys.modules[name]
 
-    yield bench_gpu_train
-    for name in ("bench_gpu_train", "bench_gpu", "bench_predict", "bench_train", "hostinfo", "results_file"):
-        if name not in before:
-            sys.modules.pop(name, None)
+
+@pytest.fixture
+def bench_gpu_train(monkeypatch: pytest.MonkeyPatch):
+    with benchmark_modules(monkeypatch):
+        import bench_gpu_train
+
+        yield bench_gpu_train
+
+
+@pytest.fixture
+def bench_gpu(monkeypatch: pytest.MonkeyPatch):
+    with benchmark_modules(monkeypatch):
+        import bench_gpu
+
+        yield bench_gpu
 
 
 def test_the_whole_run_row_trains_the_stage1_config_on_a_synthetic_set(tmp_path: Path, bench_gpu_train) -> None:
@@ -118,8 +136,8 @@ def test_a_row_past_its_time_limit_is_stopped_with_the_processes_it_started(tmp_
 
 
 def test_a_benchmark_replaces_only_its_own_results_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from results_file import write_section
+    with benchmark_modules(monkeypatch):
+        from results_file import write_section
 
     results = tmp_path / "results.md"
     results.write_text("# Results\n\n## Train\n\nold train\n\n## Train transforms\n\nkept \\1\n\n## Predict\n\nkept\n")
@@ -130,3 +148,109 @@ def test_a_benchmark_replaces_only_its_own_results_section(tmp_path: Path, monke
     assert results.read_text().endswith("## Predict\n\nkept\n\n## Data loader\n\nrows\n")
     with pytest.raises(ValueError, match="## Title"):
         write_section("no heading", results)
+
+
+def test_the_gpu_benchmarks_share_the_budget_module(bench_gpu, bench_gpu_train) -> None:
+    import budget
+
+    for module in (bench_gpu, bench_gpu_train):
+        assert (module.Budget, module.Report, module.hard_stop) == (budget.Budget, budget.Report, budget.hard_stop)
+    assert bench_gpu_train.step_label("ours", 16) == "step b16 ours"
+
+
+@pytest.mark.slow
+def test_the_cpu_smoke_run_of_bench_gpu_completes_with_its_eager_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_gpu) -> None:
+    out = tmp_path / "gpu.md"
+    # the documented smoke run made smaller; --budget-s below COMPILE_ALLOWANCE_S skips the compiled mode
+    assert bench_gpu.COMPILE_ALLOWANCE_S > 50
+    run_main(bench_gpu, monkeypatch, "--sizes", "64", "--folder", "1x64", "--runs", "1", "--budget-s", "50",
+             "--out", str(out))
+    text = out.read_text()
+    rows = [line.split(" | ")[:3] for line in text.splitlines() if line.startswith("| 64²") or line.startswith("| 1 x")]
+    assert [row[:2] for row in rows] == [["| 64²", "reference-fp32"], ["| 64²", "ours"], ["| 64²", "ours-fp32"],
+                                         ["| 64²", "ours-bf16"], ["| 1 x 64²", "default"], ["| 1 x 64²", "default"],
+                                         ["| 64²", "ours-bf16-compiled"]]
+    assert all(row[2].startswith("**") for row in rows[:4]) and all("failed" not in row for row in rows)
+    last = text.rstrip().splitlines()[-1]
+    assert last.startswith("Completed in ")
+    assert last.endswith("s; skipped for the budget: `predict 64² ours-bf16-compiled`.")
+
+
+def test_bench_gpu_rows_whose_inputs_fail_are_failed_rows_and_the_rest_still_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_gpu) -> None:
+    def inputs(size: int):
+        raise OSError(f"no input at {size}")
+
+    monkeypatch.setattr(bench_gpu, "inputs", inputs)
+    out = tmp_path / "gpu.md"
+    run_main(bench_gpu, monkeypatch, "--sizes", "64", "--folder", "1x64", "bad", "--budget-s", "50",
+             "--out", str(out))
+    text = out.read_text()
+    assert text.count("| failed: OSError: no input at 64 |") == 6  # every eager mode, both folder rows
+    assert text.count("| 1 x 64² | default | 0 | failed: OSError: no input at 64 |") == 1
+    assert text.count("| bad² | default | default | failed: ValueError: ") == 1  # a spec that does not parse
+    assert text.count(" failed: ") == 8
+    assert text.rstrip().splitlines()[-1].startswith("Completed in ")
+
+
+def test_a_bad_training_row_is_a_failed_row_and_the_others_still_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_gpu_train) -> None:
+    import dimatting.data.synthetic
+
+    def child(args: list[str], timeout: float) -> dict:
+        if args[0] == "reference":
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")  # the child's last line was no JSON
+        return {"seconds": 0.2}  # no "first"
+
+    made = []
+
+    def make_synthetic(*args, **kwargs) -> None:
+        made.append(args[0])
+        if len(made) == 1:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(bench_gpu_train, "run_child", child)
+    monkeypatch.setattr(bench_gpu_train, "e2e_time", lambda *args: {"time": 0.3})  # no "data_time"
+    monkeypatch.setattr(dimatting.data.synthetic, "make_synthetic", make_synthetic)
+    out = tmp_path / "train.md"
+    run_main(bench_gpu_train, monkeypatch, "--budget-s", "100", "--batches", "1", "--modes", "reference", "ours",
+             "--e2e-modes", "ours", "--out", str(out))
+    text = out.read_text()
+    assert "| step b1 | reference | failed: ValueError: Expecting value: line 1 column 1 (char 0) |" in text
+    assert "| step b1 | ours | failed: KeyError: 'first' |" in text
+    assert "| tools/train.py b1 1080x1440, cache | ours | failed: OSError: disk full |" in text
+    assert "| tools/train.py b1 1080x1440, decoding | ours | failed: KeyError: 'data_time' |" in text
+    assert len(made) == 2  # the set is made again after a failed attempt
+    assert text.rstrip().splitlines()[-1].startswith("Completed in ") and "did not" not in text
+
+
+def test_bf16_accuracy_writes_its_table_with_a_status_line_and_skips_what_the_budget_cannot_fit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_gpu) -> None:
+    from dimatting.data.synthetic import make_synthetic
+
+    make_synthetic(tmp_path / "data", n_train=0, n_test=1, seed=0, size=(64, 64))
+    ckpt = bench_gpu.stage3_checkpoint(tmp_path / "stage3.pth")
+    import bf16_accuracy
+
+    out = tmp_path / "acc.md"
+    # --compile with less budget than the compiled mode needs to start: listed as skipped, not compiled
+    run_main(bf16_accuracy, monkeypatch, "--checkpoint", str(ckpt), "--data", str(tmp_path / "data"), "--compile",
+             "--budget-s", "30", "--out", str(out))
+    lines = out.read_text().rstrip().splitlines()
+    assert lines[:4] == [f"`{ckpt}` on 1 test images of {tmp_path / 'data'} (cpu):", "",
+                         "| precision | mean abs d-alpha (unknown) | max | SAD | SAD change | seconds |",
+                         "|---|---|---|---|---|---|"]
+    assert lines[4].startswith("| fp32 (reference) | - | - | ") and lines[5].startswith("| bf16 | ")
+    assert lines[6].startswith("| bf16-compiled | skipped: budget (")
+    assert lines[-1].startswith("Completed in ") and lines[-1].endswith("skipped for the budget: `bf16-compiled`.")
+
+
+def test_bench_gpu_runs_only_the_modes_asked_for(bench_gpu) -> None:
+    import argparse
+
+    args = argparse.Namespace(sizes=[1024, 4096], modes=["reference-tf32", "ours-bf16", "ours-bf16-compiled"],
+                              device="cuda")
+    assert bench_gpu.predict_plan(args, False) == [(1024, "reference-tf32"), (1024, "ours-bf16"),
+                                                   (4096, "reference-tf32"), (4096, "ours-bf16")]
+    assert bench_gpu.predict_plan(args, True) == [(1024, "ours-bf16-compiled"), (4096, "ours-bf16-compiled")]

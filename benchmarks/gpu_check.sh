@@ -4,9 +4,9 @@
 # A lent GPU comes with 15 minutes of device time in all, machine start included, and goes back 30 s after a
 # call ends, so everything runs in one call, most telling first; each step has a time limit and steps that
 # would start after the deadline are skipped.
-# Before the call, on the developer's machine (../shared does not travel with the checkout):
-#   echo /.gpu_shared/ >> .git/info/exclude; mkdir -p .gpu_shared/reference
-#   cp -r ../shared/reference/golden .gpu_shared/reference/; cp -r ../shared/data .gpu_shared/
+# Before the call, on the developer's machine (../shared does not travel with the checkout; .gitignore keeps
+# this copy out of the repo):
+#   mkdir -p .gpu_shared/reference && cp -r ../shared/reference/golden .gpu_shared/reference/ && cp -r ../shared/data .gpu_shared/
 # and name `.gpu_shared` in the call's carry: this script links ../shared to it when ../shared is missing.
 #   1. unit: the CUDA-aware tests (CUDA golden parity in fp32, device postprocessing bit for bit, the
 #      measured bytes per pixel of each precision against CUDA_BYTES_PER_PIXEL, pooling, lean forward);

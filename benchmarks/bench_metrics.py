@@ -25,9 +25,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling modules, also when a test loads it by path
+
+from results_file import write_section  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "comp1k_mini"
 
 

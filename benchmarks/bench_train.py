@@ -29,9 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import write_section
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling modules, also when a test loads it by path
+
+from results_file import write_section  # noqa: E402
+
 GOLDEN = ROOT.parent / "shared" / "reference" / "golden"
 CONFIGS = {1: ROOT / "configs/dim/dim_stage1-v16_1xb1-1000k_comp1k.py",
            3: ROOT / "configs/dim/dim_stage3-v16-pln_1xb1-1000k_comp1k.py"}

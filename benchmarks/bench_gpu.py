@@ -182,8 +182,8 @@ def predict_section(args, budget: Budget, ckpt: Path, report: Report, compiled: 
     loaded: tuple[int, np.ndarray, np.ndarray] | None = None
     for size, mode in predict_plan(args, compiled):
         label = predict_label(size, mode)
-        if not budget.allows(COMPILE_ALLOWANCE_S if compiled else 10):
-            report.row(label, f"| {size}² | {mode} | skipped: budget | | | | | | | |", skipped=True)
+        if skip := budget.shortfall(COMPILE_ALLOWANCE_S if compiled else 10):
+            report.row(label, f"| {size}² | {mode} | {skip} | | | | | | | |", skipped=True)
             continue
         report.begin(label)
         try:  # one failing mode (its inputs included) must not stop the others
@@ -287,8 +287,8 @@ def folder_section(args, budget: Budget, ckpt: Path, report: Report) -> None:
                 ready.discard(other)
             cells = (f"| {spec.lower().replace('x', ' x ', 1)}²{' --cutout' if args.cutout else ''} | "
                      f"{precision or 'default'} | {'default' if workers is None else 0} |")
-            if not budget.allows(30):
-                report.row(label, f"{cells} skipped: budget | | | |", skipped=True)
+            if skip := budget.shortfall(30):
+                report.row(label, f"{cells} {skip} | | | |", skipped=True)
                 continue
             report.begin(label)
             try:  # one failing row (its inputs included) must not stop the others

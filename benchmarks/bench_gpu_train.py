@@ -161,9 +161,8 @@ def step_row(args: argparse.Namespace, mode: str, batch: int, budget: Budget, re
     cells = f"| step b{batch} | {mode} |"
     need = MIN_START_S["compiled step" if "compile" in mode else "step"]
     times[(mode, batch)] = None
-    if not budget.allows(need):
-        report.row(label, f"{cells} skipped: budget ({max(budget.left(), 0):.0f} s left, < {need} s) | | | |",
-                   skipped=True)
+    if skip := budget.shortfall(need):
+        report.row(label, f"{cells} {skip} | | | |", skipped=True)
         return
     report.begin(label)
     try:  # one failing row (an unreadable child result included) must not stop the others
@@ -229,9 +228,8 @@ def e2e_rows(args: argparse.Namespace, step_times: dict, budget: Budget, report:
         for n, (mode, batch, how) in enumerate(e2e_plan(args)):
             label = e2e_label(mode, batch, how)
             cells = f"| tools/train.py b{batch} {height}x{width}, {how} | {mode} |"
-            if not budget.allows(need):
-                report.row(label, f"{cells} skipped: budget ({max(budget.left(), 0):.0f} s left, < {need} s) | | |",
-                           skipped=True)
+            if skip := budget.shortfall(need):
+                report.row(label, f"{cells} {skip} | | |", skipped=True)
                 continue
             report.begin(label)
             try:  # one failing row (the synthetic set's making included) must not stop the others

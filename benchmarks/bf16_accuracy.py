@@ -89,9 +89,8 @@ def main() -> None:
         for mode, options in modes.items():
             name = "fp32 (reference)" if mode == "fp32" else mode
             need = MIN_START_S["compiled" if options.get("compile") else "eager"]
-            if not budget.allows(need):
-                report.row(mode, f"| {name} | skipped: budget ({max(budget.left(), 0):.0f} s left, < {need} s) "
-                                 "| | | | |", skipped=True)
+            if skip := budget.shortfall(need):
+                report.row(mode, f"| {name} | {skip} | | | | |", skipped=True)
                 continue
             if mode != "fp32" and "fp32" not in results:
                 report.row(mode, f"| {name} | not run: no fp32 reference (it did not run) | | | | |")

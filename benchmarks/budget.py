@@ -32,6 +32,10 @@ class Budget:
     def allows(self, needed: float = 0.0) -> bool:
         return self.left() > needed
 
+    def shortfall(self, needed: float) -> str | None:
+        """None if a row needing `needed` seconds may start, else the table cell saying why it is skipped."""
+        return None if self.allows(needed) else f"skipped: budget ({max(self.left(), 0):.0f} s left, < {needed:.0f} s)"
+
 
 class Stopped(BaseException):
     """Raised in the main thread at the budget's end or on SIGTERM (not an Exception: a row's `except Exception`

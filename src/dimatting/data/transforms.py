@@ -233,7 +233,7 @@ def nth_true(mask: np.ndarray, n: int) -> int:
 def choose_unknown_topleft(
     source: np.ndarray, crop_hw: tuple[int, int], rng: np.random.RandomState, kind: str = "alpha"
 ) -> tuple[int, int]:
-    """Top-left corner of a crop centred on a random unknown pixel of `source` (facts §4.3, step 5-6).
+    """Top-left corner of a crop centred on a random unknown pixel of `source` (the crop step of stage 1).
 
     Candidates are unknown pixels whose centred crop fits; else any unknown pixel; else the fixed centre
     `(crop_h//2, crop_w//2)`. One `randint(count)` over the row-major candidate list, even when count is 1

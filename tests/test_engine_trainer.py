@@ -11,7 +11,7 @@ import torch
 
 from dimatting.engine.launch import train_main
 from dimatting.models.dim import DIM
-from tests.e2e.helpers import QUICKSTART, tiny_quickstart_options
+from tests.e2e.helpers import QUICKSTART, loss_records, tiny_quickstart_options
 
 
 def test_nan_loss_stops_and_names_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -201,6 +201,5 @@ def test_deterministic_mode_trains_and_changes_no_number(tmp_path: Path, monkeyp
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
-    losses = [json.loads(line) for run in ("plain", "strict")
-              for line in next((tmp_path / run).glob("*/vis_data/train_losses.json")).read_text().splitlines()]
-    assert len(losses) == 4 and losses[:2] == losses[2:]
+    plain, strict = loss_records(tmp_path / "plain"), loss_records(tmp_path / "strict")
+    assert len(plain) == 2 and plain == strict
